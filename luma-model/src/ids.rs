@@ -117,3 +117,23 @@ uuid_id!(
     UserId,
     "user id"
 );
+
+macro_rules! key_from_id {
+    ($($name:ident),*) => {$(
+        impl From<$name> for crate::spec::RecordKey {
+            fn from(value: $name) -> Self {
+                crate::spec::RecordKey::single(value)
+            }
+        }
+    )*};
+}
+key_from_id!(
+    VenueId,
+    FixtureId,
+    FixtureGroupId,
+    PatternId,
+    ImplementationId,
+    TrackId,
+    ScoreId,
+    TrackScoreId
+);

@@ -1,1 +1,46 @@
-//! placeholder
+//! The local SQLite store of Luma: `luma.db` with embedded migrations, typed repositories for
+//! every table, the transactional outbox the sync engine drains, settings, and `state.db` for
+//! the auth session. It knows nothing about HTTP.
+//!
+//! Every write to a synced table records a pending op in the same SQLite transaction (by
+//! trigger, so a write costs one statement); repeated edits of a record collapse into one op
+//! with the newest hybrid-logical-clock stamp; cascaded deletes get an op per deleted row.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use luma_model::{Fixture, Venue};
+//! use luma_store::Store;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path().join("luma.db")).await?;
+//! let venue = Venue::new("Club");
+//! store.venues().create(&venue).await?;
+//! store.fixtures().create(&Fixture::new(venue.id, 1, 1, 8)).await?;
+//! assert_eq!(store.fixtures().list_by_venue(venue.id).await?.len(), 1);
+//! assert_eq!(store.outbox().pending_count().await?, 2);
+//! # Ok::<(), luma_store::StoreError>(())
+//! # }).unwrap();
+//! ```
+#![warn(missing_docs)]
+
+mod bind;
+mod error;
+mod order;
+mod outbox;
+mod repo;
+mod repos;
+pub mod schema;
+mod settings;
+mod state;
+mod store;
+mod tx;
+
+pub use error::{Result, StoreError};
+pub use order::{depths, parents_first};
+pub use outbox::Outbox;
+pub use repo::Repo;
+pub use secrecy::{ExposeSecret, SecretString};
+pub use settings::Settings;
+pub use state::{AuthSession, StateStore, STATE_MIGRATOR};
+pub use store::{PluginMigration, Store, StoreOptions, MIGRATOR};
+pub use tx::StoreTx;

@@ -1,0 +1,274 @@
+//! Generic typed repositories: create / get / list / update / delete for any [`Record`].
+
+use std::marker::PhantomData;
+
+use luma_model::{Record, RecordKey, Row, TableSpec};
+use sqlx::SqliteConnection;
+
+use crate::bind::{bind_all, bind_key_parts, bind_update};
+use crate::error::{Result, StoreError};
+use crate::schema::{quote, TableSql};
+use crate::store::Store;
+
+/// Rows per statement of the bulk paths (a JSON array handed to `json_each`).
+pub(crate) const BULK_CHUNK: usize = 500;
+
+/// The typed repository of one table. Get one with [`Store::repo`] or a named accessor such as
+/// [`Store::fixtures`].
+///
+/// Every write validates the record first and writes nothing if it is invalid; a write to a
+/// synced table records its pending op in the same transaction (by trigger).
+pub struct Repo<'s, T> {
+    store: &'s Store,
+    _record: PhantomData<fn() -> T>,
+}
+
+impl<'s, T: Record> Repo<'s, T> {
+    pub(crate) fn new(store: &'s Store) -> Self {
+        Self {
+            store,
+            _record: PhantomData,
+        }
+    }
+
+    fn sql(&self) -> Result<std::sync::Arc<TableSql>> {
+        self.store.table(T::SPEC.name)
+    }
+
+    /// Inserts a new record (fails with [`StoreError::Constraint`] if the key exists).
+    pub async fn create(&self, record: &T) -> Result<()> {
+        let sql = self.sql()?;
+        let mut conn = self.store.write_conn().await?;
+        insert(&mut conn, &sql, record).await?;
+        self.store.notify_change();
+        Ok(())
+    }
+
+    /// Inserts many records in one transaction (all or nothing). Much faster than one
+    /// [`Repo::create`] per record: rows travel as JSON and are inserted by SQLite in chunks.
+    pub async fn create_many(&self, records: &[T]) -> Result<usize> {
+        let sql = self.sql()?;
+        let mut tx = self.store.begin_write().await?;
+        let n = insert_many(&mut tx, &sql, records).await?;
+        tx.commit().await.map_err(StoreError::sql("committing a bulk insert"))?;
+        self.store.notify_change();
+        Ok(n)
+    }
+
+    /// Inserts or replaces the record with this key.
+    pub async fn upsert(&self, record: &T) -> Result<()> {
+        let sql = self.sql()?;
+        let mut conn = self.store.write_conn().await?;
+        upsert(&mut conn, &sql, record).await?;
+        self.store.notify_change();
+        Ok(())
+    }
+
+    /// Replaces an existing record ([`StoreError::NotFound`] if there is none). Sets
+    /// `updated_at` to now when the table has that column.
+    pub async fn update(&self, record: &T) -> Result<()> {
+        let sql = self.sql()?;
+        let mut conn = self.store.write_conn().await?;
+        update(&mut conn, &sql, record).await?;
+        self.store.notify_change();
+        Ok(())
+    }
+
+    /// Deletes the record with this key, and its children as the foreign keys say. Returns
+    /// false if there was none.
+    pub async fn delete(&self, key: impl Into<RecordKey>) -> Result<bool> {
+        let sql = self.sql()?;
+        let mut conn = self.store.write_conn().await?;
+        let deleted = delete(&mut conn, &sql, &key.into()).await?;
+        self.store.notify_change();
+        Ok(deleted)
+    }
+
+    /// The record with this key ([`StoreError::NotFound`] if there is none).
+    pub async fn get(&self, key: impl Into<RecordKey>) -> Result<T> {
+        let key = key.into();
+        self.find(key.clone()).await?.ok_or(StoreError::NotFound {
+            table: T::SPEC.name,
+            key: key.to_string(),
+        })
+    }
+
+    /// The record with this key, if any.
+    pub async fn find(&self, key: impl Into<RecordKey>) -> Result<Option<T>> {
+        let sql = self.sql()?;
+        let key = key.into();
+        let text = format!(
+            "SELECT {} FROM {} WHERE {}",
+            sql.row_json,
+            quote(T::SPEC.name),
+            sql.key_where
+        );
+        let q = bind_key_parts(sqlx::query(&text), &T::SPEC, key.parts())?;
+        let row = q
+            .fetch_optional(self.store.reader_pool())
+            .await
+            .map_err(StoreError::sql("reading a record"))?;
+        row.map(|r| decode_row::<T>(&r)).transpose()
+    }
+
+    /// Every record of the table, in key order.
+    pub async fn list(&self) -> Result<Vec<T>> {
+        self.select("", Vec::new()).await
+    }
+
+    /// The records whose `column` equals `value`, in key order. The column must belong to the
+    /// table ([`StoreError::Plugin`] otherwise).
+    pub async fn list_by(&self, column: &str, value: impl ToString) -> Result<Vec<T>> {
+        if T::SPEC.column(column).is_none() {
+            return Err(StoreError::Plugin {
+                table: T::SPEC.name.into(),
+                message: format!("no column {column}"),
+            });
+        }
+        self.select(&format!("WHERE {} = ?", quote(column)), vec![value.to_string()])
+            .await
+    }
+
+    /// How many records the table holds.
+    pub async fn count(&self) -> Result<i64> {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {}", quote(T::SPEC.name)))
+            .fetch_one(self.store.reader_pool())
+            .await
+            .map_err(StoreError::sql("counting records"))
+    }
+
+    pub(crate) async fn select(&self, filter: &str, params: Vec<String>) -> Result<Vec<T>> {
+        let sql = self.sql()?;
+        let order = T::SPEC
+            .key
+            .iter()
+            .map(|k| quote(k))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = format!(
+            "SELECT {} FROM {} {filter} ORDER BY {order}",
+            sql.row_json,
+            quote(T::SPEC.name)
+        );
+        let mut q = sqlx::query(&text);
+        for p in params {
+            q = q.bind(p);
+        }
+        let rows = q
+            .fetch_all(self.store.reader_pool())
+            .await
+            .map_err(StoreError::sql("listing records"))?;
+        rows.iter().map(decode_row::<T>).collect()
+    }
+}
+
+pub(crate) fn decode_row<T: Record>(row: &sqlx::sqlite::SqliteRow) -> Result<T> {
+    use sqlx::Row as _;
+    let text: String = row
+        .try_get(0)
+        .map_err(StoreError::sql("reading a row"))?;
+    let value: Row = serde_json::from_str(&text).map_err(|source| StoreError::Row {
+        source: luma_model::RowError::Decode {
+            table: T::SPEC.name,
+            source,
+        },
+    })?;
+    Ok(T::from_row(value)?)
+}
+
+fn row_of<T: Record>(record: &T, touch: bool) -> Result<Row> {
+    record.validate()?;
+    let mut row = record.to_row()?;
+    if touch && T::SPEC.column("updated_at").is_some() {
+        row.insert(
+            "updated_at".into(),
+            serde_json::to_value(luma_model::now()).map_err(|source| StoreError::Row {
+                source: luma_model::RowError::Encode {
+                    table: T::SPEC.name,
+                    source,
+                },
+            })?,
+        );
+    }
+    Ok(row)
+}
+
+pub(crate) async fn insert<T: Record>(conn: &mut SqliteConnection, sql: &TableSql, record: &T) -> Result<()> {
+    let row = row_of(record, false)?;
+    bind_all(sqlx::query(&sql.insert), &sql.spec, &row)?
+        .execute(conn)
+        .await
+        .map_err(StoreError::write(T::SPEC.name))?;
+    Ok(())
+}
+
+pub(crate) async fn upsert<T: Record>(conn: &mut SqliteConnection, sql: &TableSql, record: &T) -> Result<()> {
+    let row = row_of(record, false)?;
+    bind_all(sqlx::query(&sql.upsert), &sql.spec, &row)?
+        .execute(conn)
+        .await
+        .map_err(StoreError::write(T::SPEC.name))?;
+    Ok(())
+}
+
+pub(crate) async fn update<T: Record>(conn: &mut SqliteConnection, sql: &TableSql, record: &T) -> Result<()> {
+    let row = row_of(record, true)?;
+    let done = bind_update(sqlx::query(&sql.update), &sql.spec, &row)?
+        .execute(conn)
+        .await
+        .map_err(StoreError::write(T::SPEC.name))?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound {
+            table: T::SPEC.name,
+            key: record.key()?.to_string(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) async fn delete(conn: &mut SqliteConnection, sql: &TableSql, key: &RecordKey) -> Result<bool> {
+    let text = format!("DELETE FROM {} WHERE {}", quote(sql.spec.name), sql.key_where);
+    let done = bind_key_parts(sqlx::query(&text), &sql.spec, key.parts())?
+        .execute(conn)
+        .await
+        .map_err(StoreError::write(sql.spec.name))?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(crate) async fn insert_many<T: Record>(
+    conn: &mut SqliteConnection,
+    sql: &TableSql,
+    records: &[T],
+) -> Result<usize> {
+    let mut n = 0;
+    for chunk in records.chunks(BULK_CHUNK) {
+        let rows = chunk
+            .iter()
+            .map(|r| row_of(r, false).map(serde_json::Value::Object))
+            .collect::<Result<Vec<_>>>()?;
+        let json = serde_json::Value::Array(rows).to_string();
+        let done = sqlx::query(&sql.insert_json_each)
+            .bind(json)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::write(T::SPEC.name))?;
+        n += done.rows_affected() as usize;
+    }
+    Ok(n)
+}
+
+/// Deletes the rows of `spec`'s table whose `column` equals `value` (their children cascade).
+pub(crate) async fn delete_where(
+    conn: &mut SqliteConnection,
+    spec: &TableSpec,
+    column: &str,
+    value: &str,
+) -> Result<u64> {
+    let text = format!("DELETE FROM {} WHERE {} = ?", quote(spec.name), quote(column));
+    let done = sqlx::query(&text)
+        .bind(value)
+        .execute(conn)
+        .await
+        .map_err(StoreError::write(spec.name))?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,287 @@
+//! SQL generated from a [`TableSpec`]: the generic row reads and writes, and the outbox
+//! triggers that record a pending op in the same transaction as every local write.
+//!
+//! Keeping the per-row outbox work inside SQLite (triggers) is what makes a store write cost
+//! about one statement instead of two (sqlx hands every statement to a worker thread).
+
+use luma_model::{ColumnKind, TableSpec};
+
+use crate::error::{Result, StoreError};
+
+/// The current time in milliseconds since the epoch, in SQLite.
+const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+
+/// Advances the device clock by one tick (mirrors `luma_model::Clock::tick`).
+fn advance_clock() -> String {
+    format!(
+        "UPDATE sync_clock SET \
+         physical = CASE WHEN {NOW_MS} > physical THEN {NOW_MS} \
+                         WHEN counter >= {max} THEN physical + 1 ELSE physical END, \
+         counter = CASE WHEN {NOW_MS} > physical THEN 0 \
+                        WHEN counter >= {max} THEN 0 ELSE counter + 1 END \
+         WHERE id = 1",
+        max = luma_model::MAX_COUNTER
+    )
+}
+
+/// The clock's current stamp in [`luma_model::Hlc`]'s text form.
+pub(crate) const STAMP: &str =
+    "(SELECT printf('%015d-%06d-%s', physical, counter, site) FROM sync_clock WHERE id = 1)";
+
+const CURRENT_USER: &str = "(SELECT user_id FROM sync_identity WHERE id = 1)";
+
+const NOT_APPLYING: &str = "NOT EXISTS (SELECT 1 FROM sync_apply_guard)";
+
+pub(crate) fn quote(ident: &str) -> String {
+    format!("\"{ident}\"")
+}
+
+fn valid_ident(ident: &str) -> bool {
+    !ident.is_empty()
+        && ident.len() <= 63
+        && ident
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !ident.as_bytes()[0].is_ascii_digit()
+}
+
+/// Checks that every name in the spec is a plain identifier (they are spliced into SQL).
+pub(crate) fn check_spec(spec: &TableSpec) -> Result<()> {
+    let bad = |message: String| StoreError::Plugin {
+        table: spec.name.to_string(),
+        message,
+    };
+    if !valid_ident(spec.name) {
+        return Err(bad("table names are lower-case identifiers".into()));
+    }
+    for c in spec.columns {
+        if !valid_ident(c.name) || c.name == "hlc" {
+            return Err(bad(format!("bad column name {:?}", c.name)));
+        }
+    }
+    if spec.key.is_empty() {
+        return Err(bad("a table needs at least one key column".into()));
+    }
+    for k in spec.key {
+        if spec.column(k).is_none() {
+            return Err(bad(format!("key column {k} is not among the columns")));
+        }
+    }
+    for p in spec.parents {
+        if spec.column(p.column).is_none() || !valid_ident(p.table) {
+            return Err(bad(format!("bad parent {} -> {}", p.column, p.table)));
+        }
+    }
+    Ok(())
+}
+
+/// SQL expression encoding column `c` for `json_object`.
+fn encode(col: &str, kind: ColumnKind) -> String {
+    let c = quote(col);
+    match kind {
+        ColumnKind::Bool => {
+            format!("CASE WHEN {c} IS NULL THEN NULL WHEN {c} THEN json('true') ELSE json('false') END")
+        }
+        ColumnKind::Json => format!("json({c})"),
+        ColumnKind::Blob => format!("CASE WHEN {c} IS NULL THEN NULL ELSE lower(hex({c})) END"),
+        _ => c,
+    }
+}
+
+/// SQL expression decoding column `col` out of the JSON object `src` (a row in its serde form).
+pub fn decode(src: &str, col: &str, kind: ColumnKind) -> String {
+    let path = format!("'$.\"{col}\"'");
+    match kind {
+        ColumnKind::Json => format!("NULLIF({src} -> {path}, 'null')"),
+        ColumnKind::Blob => format!("unhex({src} ->> {path})"),
+        _ => format!("{src} ->> {path}"),
+    }
+}
+
+/// The generated SQL of one table.
+#[derive(Debug, Clone)]
+pub struct TableSql {
+    /// The table's spec.
+    pub spec: TableSpec,
+    /// `json_object(...)` of all columns, for `SELECT {row_json} FROM table`.
+    pub row_json: String,
+    /// The same without local-only columns (what a push sends).
+    pub row_json_synced: String,
+    /// `k1 = ? AND k2 = ?`.
+    pub key_where: String,
+    /// INSERT with one bound parameter per column in spec order.
+    pub insert: String,
+    /// INSERT OR REPLACE-like upsert with one bound parameter per column.
+    pub upsert: String,
+    /// UPDATE of all non-key columns, parameters: non-key columns then key columns.
+    pub update: String,
+    /// INSERT ... SELECT FROM json_each(?1): many rows in one statement.
+    pub insert_json_each: String,
+    /// The record key of a row as SQL, given the row alias (`NEW`, `OLD`, or a table alias).
+    pub key_expr_new: String,
+}
+
+impl TableSql {
+    /// Generates the SQL of `spec`.
+    pub fn new(spec: TableSpec) -> Result<Self> {
+        check_spec(&spec)?;
+        let t = quote(spec.name);
+        let cols: Vec<String> = spec.columns.iter().map(|c| quote(c.name)).collect();
+        let json_of = |synced_only: bool| {
+            let parts: Vec<String> = spec
+                .columns
+                .iter()
+                .filter(|c| !(synced_only && c.local_only))
+                .map(|c| format!("'{}', {}", c.name, encode(c.name, c.kind)))
+                .collect();
+            format!("json_object({})", parts.join(", "))
+        };
+        let key_where = spec
+            .key
+            .iter()
+            .map(|k| format!("{} = ?", quote(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let params = vec!["?"; cols.len()].join(", ");
+        let insert = format!("INSERT INTO {t} ({}) VALUES ({params})", cols.join(", "));
+        let non_key: Vec<&str> = spec
+            .columns
+            .iter()
+            .filter(|c| !spec.is_key(c.name))
+            .map(|c| c.name)
+            .collect();
+        let key_cols: Vec<String> = spec.key.iter().map(|k| quote(k)).collect();
+        let upsert = if non_key.is_empty() {
+            format!("{insert} ON CONFLICT ({}) DO NOTHING", key_cols.join(", "))
+        } else {
+            format!(
+                "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
+                key_cols.join(", "),
+                non_key
+                    .iter()
+                    .map(|c| format!("{0} = excluded.{0}", quote(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let update = format!(
+            "UPDATE {t} SET {} WHERE {key_where}",
+            if non_key.is_empty() {
+                // Nothing to change but the statement must still find the row.
+                format!("{0} = {0}", key_cols[0])
+            } else {
+                non_key
+                    .iter()
+                    .map(|c| format!("{} = ?", quote(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+        let insert_json_each = format!(
+            "INSERT INTO {t} ({}) SELECT {} FROM json_each(?1)",
+            cols.join(", "),
+            spec.columns
+                .iter()
+                .map(|c| decode("value", c.name, c.kind))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(Self {
+            row_json: json_of(false),
+            row_json_synced: json_of(true),
+            key_where,
+            insert,
+            upsert,
+            update,
+            insert_json_each,
+            key_expr_new: key_expr(&spec, "NEW"),
+            spec,
+        })
+    }
+
+    /// `DROP` + `CREATE` statements of this table's outbox triggers (empty for local-only
+    /// tables, which only get the key guard).
+    pub fn trigger_sql(&self) -> Vec<String> {
+        let spec = &self.spec;
+        let name = spec.name;
+        let t = quote(name);
+        let mut out: Vec<String> = ["ins", "upd", "del", "key"]
+            .iter()
+            .map(|k| format!("DROP TRIGGER IF EXISTS luma_{k}_{name}"))
+            .collect();
+        let key_changed = spec
+            .key
+            .iter()
+            .map(|k| format!("NEW.{0} IS NOT OLD.{0}", quote(k)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        out.push(format!(
+            "CREATE TRIGGER luma_key_{name} BEFORE UPDATE ON {t} WHEN {key_changed} \
+             BEGIN SELECT RAISE(ABORT, 'luma: key columns of {name} are immutable'); END"
+        ));
+        if !spec.is_synced() {
+            return out;
+        }
+        let outbox = |kind: &str, alias: &str| {
+            format!(
+                "INSERT INTO sync_outbox (tbl, pk, hlc, kind, user_id) \
+                 SELECT '{name}', {pk}, {STAMP}, '{kind}', {CURRENT_USER} WHERE true \
+                 ON CONFLICT (tbl, pk) DO UPDATE SET hlc = excluded.hlc, kind = excluded.kind, \
+                 user_id = excluded.user_id, attempts = 0, last_error = NULL, rejected = 0, \
+                 next_retry_ms = NULL",
+                pk = key_expr(spec, alias)
+            )
+        };
+        let fill_owner = if spec.column("uid").is_some() {
+            format!(", uid = COALESCE(NEW.uid, {CURRENT_USER})")
+        } else {
+            String::new()
+        };
+        let advance = advance_clock();
+        out.push(format!(
+            "CREATE TRIGGER luma_ins_{name} AFTER INSERT ON {t} WHEN {NOT_APPLYING} BEGIN \
+             {advance}; \
+             UPDATE {t} SET hlc = {STAMP}{fill_owner} WHERE rowid = NEW.rowid; \
+             {}; END",
+            outbox("upsert", "NEW")
+        ));
+        let changed: Vec<String> = spec
+            .synced_columns()
+            .filter(|c| !spec.is_key(c.name))
+            .map(|c| format!("NEW.{0} IS NOT OLD.{0}", quote(c.name)))
+            .collect();
+        let changed = if changed.is_empty() {
+            "0".to_string()
+        } else {
+            changed.join(" OR ")
+        };
+        out.push(format!(
+            "CREATE TRIGGER luma_upd_{name} AFTER UPDATE ON {t} \
+             WHEN {NOT_APPLYING} AND NEW.hlc IS OLD.hlc AND ({changed}) BEGIN \
+             {advance}; \
+             UPDATE {t} SET hlc = {STAMP} WHERE rowid = NEW.rowid; \
+             {}; END",
+            outbox("upsert", "NEW")
+        ));
+        out.push(format!(
+            "CREATE TRIGGER luma_del_{name} AFTER DELETE ON {t} WHEN {NOT_APPLYING} BEGIN \
+             {advance}; {}; END",
+            outbox("delete", "OLD")
+        ));
+        out
+    }
+}
+
+/// The canonical record key of the row `alias` as SQL (see `luma_model::RecordKey`).
+pub fn key_expr(spec: &TableSpec, alias: &str) -> String {
+    match spec.key {
+        [one] => format!("CAST({alias}.{} AS TEXT)", quote(one)),
+        many => format!(
+            "json_array({})",
+            many.iter()
+                .map(|k| format!("CAST({alias}.{} AS TEXT)", quote(k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
