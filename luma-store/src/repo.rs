@@ -7,7 +7,7 @@ use sqlx::SqliteConnection;
 
 use crate::bind::{bind_all, bind_key_parts, bind_update};
 use crate::error::{Result, StoreError};
-use crate::schema::{quote, TableSql};
+use crate::schema::{quote, read_row, TableSql};
 use crate::store::Store;
 
 /// Rows per statement of the bulk paths (a JSON array handed to `json_each`).
@@ -99,7 +99,7 @@ impl<'s, T: Record> Repo<'s, T> {
         let key = key.into();
         let text = format!(
             "SELECT {} FROM {} WHERE {}",
-            sql.row_json,
+            sql.select_columns,
             quote(T::SPEC.name),
             sql.key_where
         );
@@ -147,7 +147,7 @@ impl<'s, T: Record> Repo<'s, T> {
             .join(", ");
         let text = format!(
             "SELECT {} FROM {} {filter} ORDER BY {order}",
-            sql.row_json,
+            sql.select_columns,
             quote(T::SPEC.name)
         );
         let mut q = sqlx::query(&text);
@@ -163,17 +163,7 @@ impl<'s, T: Record> Repo<'s, T> {
 }
 
 pub(crate) fn decode_row<T: Record>(row: &sqlx::sqlite::SqliteRow) -> Result<T> {
-    use sqlx::Row as _;
-    let text: String = row
-        .try_get(0)
-        .map_err(StoreError::sql("reading a row"))?;
-    let value: Row = serde_json::from_str(&text).map_err(|source| StoreError::Row {
-        source: luma_model::RowError::Decode {
-            table: T::SPEC.name,
-            source,
-        },
-    })?;
-    Ok(T::from_row(value)?)
+    Ok(T::from_row(read_row(&T::SPEC, row, 0, false)?)?)
 }
 
 fn row_of<T: Record>(record: &T, touch: bool) -> Result<Row> {

@@ -4,7 +4,10 @@
 //! Keeping the per-row outbox work inside SQLite (triggers) is what makes a store write cost
 //! about one statement instead of two (sqlx hands every statement to a worker thread).
 
-use luma_model::{ColumnKind, TableSpec};
+use luma_model::{ColumnKind, Row, TableSpec};
+use serde_json::Value;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row as _;
 
 use crate::error::{Result, StoreError};
 
@@ -75,19 +78,6 @@ pub(crate) fn check_spec(spec: &TableSpec) -> Result<()> {
     Ok(())
 }
 
-/// SQL expression encoding column `c` for `json_object`.
-fn encode(col: &str, kind: ColumnKind) -> String {
-    let c = quote(col);
-    match kind {
-        ColumnKind::Bool => {
-            format!("CASE WHEN {c} IS NULL THEN NULL WHEN {c} THEN json('true') ELSE json('false') END")
-        }
-        ColumnKind::Json => format!("json({c})"),
-        ColumnKind::Blob => format!("CASE WHEN {c} IS NULL THEN NULL ELSE lower(hex({c})) END"),
-        _ => c,
-    }
-}
-
 /// SQL expression decoding column `col` out of the JSON object `src` (a row in its serde form).
 pub fn decode(src: &str, col: &str, kind: ColumnKind) -> String {
     let path = format!("'$.\"{col}\"'");
@@ -103,10 +93,8 @@ pub fn decode(src: &str, col: &str, kind: ColumnKind) -> String {
 pub struct TableSql {
     /// The table's spec.
     pub spec: TableSpec,
-    /// `json_object(...)` of all columns, for `SELECT {row_json} FROM table`.
-    pub row_json: String,
-    /// The same without local-only columns (what a push sends).
-    pub row_json_synced: String,
+    /// All columns, comma-separated, in spec order (decode with [`read_row`]).
+    pub select_columns: String,
     /// `k1 = ? AND k2 = ?`.
     pub key_where: String,
     /// INSERT with one bound parameter per column in spec order.
@@ -127,15 +115,6 @@ impl TableSql {
         check_spec(&spec)?;
         let t = quote(spec.name);
         let cols: Vec<String> = spec.columns.iter().map(|c| quote(c.name)).collect();
-        let json_of = |synced_only: bool| {
-            let parts: Vec<String> = spec
-                .columns
-                .iter()
-                .filter(|c| !(synced_only && c.local_only))
-                .map(|c| format!("'{}', {}", c.name, encode(c.name, c.kind)))
-                .collect();
-            format!("json_object({})", parts.join(", "))
-        };
         let key_where = spec
             .key
             .iter()
@@ -187,8 +166,7 @@ impl TableSql {
                 .join(", ")
         );
         Ok(Self {
-            row_json: json_of(false),
-            row_json_synced: json_of(true),
+            select_columns: cols.join(", "),
             key_where,
             insert,
             upsert,
@@ -284,4 +262,55 @@ pub fn key_expr(spec: &TableSpec, alias: &str) -> String {
                 .join(", ")
         ),
     }
+}
+
+/// Decodes a row selected with [`TableSql::select_columns`] (columns in spec order, starting at
+/// index `offset`) into its JSON form. With `synced_only`, local-only columns are left out
+/// (what a push sends). Values are exact: floats keep every bit.
+pub fn read_row(spec: &TableSpec, row: &SqliteRow, offset: usize, synced_only: bool) -> Result<Row> {
+    let mut out = Row::new();
+    for (i, c) in spec.columns.iter().enumerate() {
+        if synced_only && c.local_only {
+            continue;
+        }
+        let idx = offset + i;
+        let err = |source| StoreError::Sql {
+            context: "decoding a column",
+            source,
+        };
+        let value = match c.kind {
+            ColumnKind::Integer => row
+                .try_get_unchecked::<Option<i64>, _>(idx)
+                .map_err(err)?
+                .map(Value::from),
+            ColumnKind::Real => row
+                .try_get_unchecked::<Option<f64>, _>(idx)
+                .map_err(err)?
+                .map(Value::from),
+            ColumnKind::Bool => row
+                .try_get_unchecked::<Option<i64>, _>(idx)
+                .map_err(err)?
+                .map(|b| Value::Bool(b != 0)),
+            ColumnKind::Blob => row
+                .try_get_unchecked::<Option<Vec<u8>>, _>(idx)
+                .map_err(err)?
+                .map(|b| Value::String(hex::encode(b))),
+            ColumnKind::Json => match row.try_get_unchecked::<Option<String>, _>(idx).map_err(err)? {
+                None => None,
+                Some(text) => Some(serde_json::from_str(&text).map_err(|source| StoreError::Row {
+                    source: luma_model::RowError::Decode {
+                        table: spec.name,
+                        source,
+                    },
+                })?),
+            },
+            // Uuid, Text, Timestamp and any kind added later are read as text.
+            _ => row
+                .try_get_unchecked::<Option<String>, _>(idx)
+                .map_err(err)?
+                .map(Value::String),
+        };
+        out.insert(c.name.to_string(), value.unwrap_or(Value::Null));
+    }
+    Ok(out)
 }
