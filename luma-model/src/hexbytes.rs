@@ -18,7 +18,10 @@ pub mod option {
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Serializes optional bytes as hex or null.
-    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        bytes: &Option<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match bytes {
             Some(b) => serializer.serialize_str(&hex::encode(b)),
             None => serializer.serialize_none(),
@@ -26,7 +29,9 @@ pub mod option {
     }
 
     /// Deserializes optional bytes from hex or null.
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<u8>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
         Option::<String>::deserialize(deserializer)?
             .map(|s| hex::decode(s).map_err(serde::de::Error::custom))
             .transpose()

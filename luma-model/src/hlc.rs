@@ -155,7 +155,9 @@ impl FromStr for Hlc {
         let counter = c
             .parse()
             .map_err(|_| err("counter part must be 6 decimal digits"))?;
-        let site = site.parse().map_err(|_| err("site part must be 16 hex digits"))?;
+        let site = site
+            .parse()
+            .map_err(|_| err("site part must be 16 hex digits"))?;
         Ok(Hlc {
             physical_ms,
             counter,

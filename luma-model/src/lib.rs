@@ -12,6 +12,9 @@
 //! assert!(matches!(fixture.validate(), Err(ValidationError::OutOfRange { field: "address", .. })));
 //! ```
 #![warn(missing_docs)]
+// Library code never panics on run-time failures and never prints (tests may).
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod error;
 pub mod hexbytes;

@@ -176,10 +176,7 @@ impl TableSpec {
 
     /// Names of the local-only columns.
     pub fn local_only_columns(&self) -> impl Iterator<Item = &'static str> {
-        self.columns
-            .iter()
-            .filter(|c| c.local_only)
-            .map(|c| c.name)
+        self.columns.iter().filter(|c| c.local_only).map(|c| c.name)
     }
 
     /// True if `column` is part of the key.

@@ -5,7 +5,11 @@ use crate::error::ValidationError;
 /// Longest name accepted for any named record.
 pub const MAX_NAME_LEN: usize = 200;
 
-pub(crate) fn name(table: &'static str, field: &'static str, v: &str) -> Result<(), ValidationError> {
+pub(crate) fn name(
+    table: &'static str,
+    field: &'static str,
+    v: &str,
+) -> Result<(), ValidationError> {
     if v.trim().is_empty() {
         return Err(ValidationError::Empty { table, field });
     }
@@ -40,7 +44,11 @@ pub(crate) fn int_range(
     Ok(())
 }
 
-pub(crate) fn finite(table: &'static str, field: &'static str, v: f64) -> Result<(), ValidationError> {
+pub(crate) fn finite(
+    table: &'static str,
+    field: &'static str,
+    v: f64,
+) -> Result<(), ValidationError> {
     if !v.is_finite() {
         return Err(ValidationError::NotFinite { table, field });
     }

@@ -2,8 +2,8 @@
 
 use luma_model::{ColumnKind, Row, TableSpec};
 use serde_json::Value;
-use sqlx::sqlite::{Sqlite, SqliteArguments};
 use sqlx::query::Query;
+use sqlx::sqlite::{Sqlite, SqliteArguments};
 
 use crate::error::{Result, StoreError};
 
@@ -50,7 +50,11 @@ pub(crate) fn bind_value<'q>(
 }
 
 /// Binds every column of `row` in spec order.
-pub(crate) fn bind_all<'q>(mut q: SqliteQuery<'q>, spec: &TableSpec, row: &Row) -> Result<SqliteQuery<'q>> {
+pub(crate) fn bind_all<'q>(
+    mut q: SqliteQuery<'q>,
+    spec: &TableSpec,
+    row: &Row,
+) -> Result<SqliteQuery<'q>> {
     for c in spec.columns {
         q = bind_value(q, spec, c.name, c.kind, row.get(c.name))?;
     }
@@ -58,7 +62,11 @@ pub(crate) fn bind_all<'q>(mut q: SqliteQuery<'q>, spec: &TableSpec, row: &Row) 
 }
 
 /// Binds the non-key columns, then the key columns (the order of `TableSql::update`).
-pub(crate) fn bind_update<'q>(mut q: SqliteQuery<'q>, spec: &TableSpec, row: &Row) -> Result<SqliteQuery<'q>> {
+pub(crate) fn bind_update<'q>(
+    mut q: SqliteQuery<'q>,
+    spec: &TableSpec,
+    row: &Row,
+) -> Result<SqliteQuery<'q>> {
     for c in spec.columns.iter().filter(|c| !spec.is_key(c.name)) {
         q = bind_value(q, spec, c.name, c.kind, row.get(c.name))?;
     }
@@ -66,7 +74,11 @@ pub(crate) fn bind_update<'q>(mut q: SqliteQuery<'q>, spec: &TableSpec, row: &Ro
 }
 
 /// Binds the key columns of `row`.
-pub(crate) fn bind_key<'q>(mut q: SqliteQuery<'q>, spec: &TableSpec, row: &Row) -> Result<SqliteQuery<'q>> {
+pub(crate) fn bind_key<'q>(
+    mut q: SqliteQuery<'q>,
+    spec: &TableSpec,
+    row: &Row,
+) -> Result<SqliteQuery<'q>> {
     for k in spec.key {
         let kind = spec.column(k).map(|c| c.kind).unwrap_or(ColumnKind::Text);
         q = bind_value(q, spec, k, kind, row.get(*k))?;
@@ -75,7 +87,11 @@ pub(crate) fn bind_key<'q>(mut q: SqliteQuery<'q>, spec: &TableSpec, row: &Row) 
 }
 
 /// Binds the parts of a record key (as text, which is how keys are stored).
-pub(crate) fn bind_key_parts<'q>(mut q: SqliteQuery<'q>, spec: &TableSpec, parts: Vec<String>) -> Result<SqliteQuery<'q>> {
+pub(crate) fn bind_key_parts<'q>(
+    mut q: SqliteQuery<'q>,
+    spec: &TableSpec,
+    parts: Vec<String>,
+) -> Result<SqliteQuery<'q>> {
     if parts.len() != spec.key.len() {
         return Err(StoreError::NotFound {
             table: spec.name,

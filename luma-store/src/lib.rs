@@ -22,6 +22,9 @@
 //! # }).unwrap();
 //! ```
 #![warn(missing_docs)]
+// Library code never panics on run-time failures and never prints (tests may).
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod bind;
 mod error;

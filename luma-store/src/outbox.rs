@@ -38,7 +38,9 @@ fn decode_op(row: &SqliteRow) -> Result<PendingOp> {
         id: OpId(row.get("seq")),
         table: row.get("tbl"),
         key: RecordKey::from_canonical(row.get::<String, _>("pk")),
-        hlc: hlc.parse().map_err(|e: luma_model::HlcParseError| bad(e.to_string()))?,
+        hlc: hlc
+            .parse()
+            .map_err(|e: luma_model::HlcParseError| bad(e.to_string()))?,
         kind: kind.parse().map_err(bad)?,
         user_id: user
             .map(|u| u.parse())
@@ -85,10 +87,12 @@ impl Outbox<'_> {
 
     /// Every op (pending, waiting for a retry, or rejected), oldest first.
     pub async fn all(&self) -> Result<Vec<PendingOp>> {
-        let rows = sqlx::query(&format!("SELECT {OP_COLUMNS} FROM sync_outbox ORDER BY seq"))
-            .fetch_all(self.store.reader_pool())
-            .await
-            .map_err(StoreError::sql("reading pending ops"))?;
+        let rows = sqlx::query(&format!(
+            "SELECT {OP_COLUMNS} FROM sync_outbox ORDER BY seq"
+        ))
+        .fetch_all(self.store.reader_pool())
+        .await
+        .map_err(StoreError::sql("reading pending ops"))?;
         rows.iter().map(decode_op).collect()
     }
 
@@ -118,11 +122,13 @@ impl Outbox<'_> {
 
     /// One op by id.
     pub async fn get(&self, id: OpId) -> Result<Option<PendingOp>> {
-        let row = sqlx::query(&format!("SELECT {OP_COLUMNS} FROM sync_outbox WHERE seq = ?"))
-            .bind(id.0)
-            .fetch_optional(self.store.reader_pool())
-            .await
-            .map_err(StoreError::sql("reading a pending op"))?;
+        let row = sqlx::query(&format!(
+            "SELECT {OP_COLUMNS} FROM sync_outbox WHERE seq = ?"
+        ))
+        .bind(id.0)
+        .fetch_optional(self.store.reader_pool())
+        .await
+        .map_err(StoreError::sql("reading a pending op"))?;
         row.as_ref().map(decode_op).transpose()
     }
 
@@ -157,7 +163,9 @@ impl Outbox<'_> {
                 .map_err(StoreError::sql("completing ops"))?
                 .rows_affected();
         }
-        tx.commit().await.map_err(StoreError::sql("completing ops"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::sql("completing ops"))?;
         Ok(n)
     }
 
@@ -189,13 +197,12 @@ impl Outbox<'_> {
 
     /// Makes an op due now again (clears its rejection and retry time; keeps its history).
     pub async fn retry(&self, id: OpId) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE sync_outbox SET rejected = 0, next_retry_ms = NULL WHERE seq = ?",
-        )
-        .bind(id.0)
-        .execute(self.store.writer_pool())
-        .await
-        .map_err(StoreError::sql("retrying an op"))?;
+        let done =
+            sqlx::query("UPDATE sync_outbox SET rejected = 0, next_retry_ms = NULL WHERE seq = ?")
+                .bind(id.0)
+                .execute(self.store.writer_pool())
+                .await
+                .map_err(StoreError::sql("retrying an op"))?;
         self.store.notify_change();
         Ok(done.rows_affected() > 0)
     }
@@ -234,4 +241,3 @@ impl Outbox<'_> {
         Ok(done.rows_affected())
     }
 }
-

@@ -50,7 +50,9 @@ impl<'s, T: Record> Repo<'s, T> {
         let sql = self.sql()?;
         let mut tx = self.store.begin_write().await?;
         let n = insert_many(&mut tx, &sql, records).await?;
-        tx.commit().await.map_err(StoreError::sql("committing a bulk insert"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::sql("committing a bulk insert"))?;
         self.store.notify_change();
         Ok(n)
     }
@@ -125,8 +127,11 @@ impl<'s, T: Record> Repo<'s, T> {
                 message: format!("no column {column}"),
             });
         }
-        self.select(&format!("WHERE {} = ?", quote(column)), vec![value.to_string()])
-            .await
+        self.select(
+            &format!("WHERE {} = ?", quote(column)),
+            vec![value.to_string()],
+        )
+        .await
     }
 
     /// How many records the table holds.
@@ -183,7 +188,11 @@ fn row_of<T: Record>(record: &T, touch: bool) -> Result<Row> {
     Ok(row)
 }
 
-pub(crate) async fn insert<T: Record>(conn: &mut SqliteConnection, sql: &TableSql, record: &T) -> Result<()> {
+pub(crate) async fn insert<T: Record>(
+    conn: &mut SqliteConnection,
+    sql: &TableSql,
+    record: &T,
+) -> Result<()> {
     let row = row_of(record, false)?;
     bind_all(sqlx::query(&sql.insert), &sql.spec, &row)?
         .execute(conn)
@@ -192,7 +201,11 @@ pub(crate) async fn insert<T: Record>(conn: &mut SqliteConnection, sql: &TableSq
     Ok(())
 }
 
-pub(crate) async fn upsert<T: Record>(conn: &mut SqliteConnection, sql: &TableSql, record: &T) -> Result<()> {
+pub(crate) async fn upsert<T: Record>(
+    conn: &mut SqliteConnection,
+    sql: &TableSql,
+    record: &T,
+) -> Result<()> {
     let row = row_of(record, false)?;
     bind_all(sqlx::query(&sql.upsert), &sql.spec, &row)?
         .execute(conn)
@@ -201,7 +214,11 @@ pub(crate) async fn upsert<T: Record>(conn: &mut SqliteConnection, sql: &TableSq
     Ok(())
 }
 
-pub(crate) async fn update<T: Record>(conn: &mut SqliteConnection, sql: &TableSql, record: &T) -> Result<()> {
+pub(crate) async fn update<T: Record>(
+    conn: &mut SqliteConnection,
+    sql: &TableSql,
+    record: &T,
+) -> Result<()> {
     let row = row_of(record, true)?;
     let done = bind_update(sqlx::query(&sql.update), &sql.spec, &row)?
         .execute(conn)
@@ -216,8 +233,16 @@ pub(crate) async fn update<T: Record>(conn: &mut SqliteConnection, sql: &TableSq
     Ok(())
 }
 
-pub(crate) async fn delete(conn: &mut SqliteConnection, sql: &TableSql, key: &RecordKey) -> Result<bool> {
-    let text = format!("DELETE FROM {} WHERE {}", quote(sql.spec.name), sql.key_where);
+pub(crate) async fn delete(
+    conn: &mut SqliteConnection,
+    sql: &TableSql,
+    key: &RecordKey,
+) -> Result<bool> {
+    let text = format!(
+        "DELETE FROM {} WHERE {}",
+        quote(sql.spec.name),
+        sql.key_where
+    );
     let done = bind_key_parts(sqlx::query(&text), &sql.spec, key.parts())?
         .execute(conn)
         .await
@@ -254,7 +279,11 @@ pub(crate) async fn delete_where(
     column: &str,
     value: &str,
 ) -> Result<u64> {
-    let text = format!("DELETE FROM {} WHERE {} = ?", quote(spec.name), quote(column));
+    let text = format!(
+        "DELETE FROM {} WHERE {} = ?",
+        quote(spec.name),
+        quote(column)
+    );
     let done = sqlx::query(&text)
         .bind(value)
         .execute(conn)

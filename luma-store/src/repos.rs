@@ -1,9 +1,9 @@
 //! Named repositories and the table-specific queries and bulk paths an app needs.
 
 use luma_model::{
-    Category, Fixture, FixtureGroup, FixtureGroupId, FixtureGroupMember, FixtureId,
-    Implementation, Pattern, PatternId, Record, Score, ScoreId, Track, TrackBeats, TrackId,
-    TrackRoots, TrackScore, TrackStem, TrackWaveform, UserId, ValidationError, Venue, VenueId,
+    Category, Fixture, FixtureGroup, FixtureGroupId, FixtureGroupMember, FixtureId, Implementation,
+    Pattern, PatternId, Record, Score, ScoreId, Track, TrackBeats, TrackId, TrackRoots, TrackScore,
+    TrackStem, TrackWaveform, UserId, ValidationError, Venue, VenueId,
 };
 
 use crate::error::{Result, StoreError};
@@ -80,7 +80,10 @@ impl Store {
                 return Err(StoreError::Invalid {
                     source: ValidationError::Inconsistent {
                         table: "fixtures",
-                        message: format!("fixture {} belongs to venue {}, not {venue}", f.id, f.venue_id),
+                        message: format!(
+                            "fixture {} belongs to venue {}, not {venue}",
+                            f.id, f.venue_id
+                        ),
                     },
                 });
             }
@@ -92,13 +95,20 @@ impl Store {
     /// Replaces all placements of a score in one transaction (undo / redo): the old ones are
     /// deleted, the new ones inserted. Placements kept with the same id end as one pending
     /// upsert each; removed ones as a delete.
-    pub async fn replace_track_scores(&self, score: ScoreId, placements: &[TrackScore]) -> Result<()> {
+    pub async fn replace_track_scores(
+        &self,
+        score: ScoreId,
+        placements: &[TrackScore],
+    ) -> Result<()> {
         for p in placements {
             if p.score_id != score {
                 return Err(StoreError::Invalid {
                     source: ValidationError::Inconsistent {
                         table: "track_scores",
-                        message: format!("placement {} belongs to score {}, not {score}", p.id, p.score_id),
+                        message: format!(
+                            "placement {} belongs to score {}, not {score}",
+                            p.id, p.score_id
+                        ),
                     },
                 });
             }
@@ -122,7 +132,11 @@ impl Repo<'_, FixtureGroup> {
     /// The groups of a venue, in display order.
     pub async fn list_by_venue(&self, venue: VenueId) -> Result<Vec<FixtureGroup>> {
         let mut groups = self.list_by("venue_id", venue).await?;
-        groups.sort_by(|a, b| a.display_order.cmp(&b.display_order).then(a.name.cmp(&b.name)));
+        groups.sort_by(|a, b| {
+            a.display_order
+                .cmp(&b.display_order)
+                .then(a.name.cmp(&b.name))
+        });
         Ok(groups)
     }
 }

@@ -267,7 +267,12 @@ pub fn key_expr(spec: &TableSpec, alias: &str) -> String {
 /// Decodes a row selected with [`TableSql::select_columns`] (columns in spec order, starting at
 /// index `offset`) into its JSON form. With `synced_only`, local-only columns are left out
 /// (what a push sends). Values are exact: floats keep every bit.
-pub fn read_row(spec: &TableSpec, row: &SqliteRow, offset: usize, synced_only: bool) -> Result<Row> {
+pub fn read_row(
+    spec: &TableSpec,
+    row: &SqliteRow,
+    offset: usize,
+    synced_only: bool,
+) -> Result<Row> {
     let mut out = Row::new();
     for (i, c) in spec.columns.iter().enumerate() {
         if synced_only && c.local_only {
@@ -295,14 +300,21 @@ pub fn read_row(spec: &TableSpec, row: &SqliteRow, offset: usize, synced_only: b
                 .try_get_unchecked::<Option<Vec<u8>>, _>(idx)
                 .map_err(err)?
                 .map(|b| Value::String(hex::encode(b))),
-            ColumnKind::Json => match row.try_get_unchecked::<Option<String>, _>(idx).map_err(err)? {
+            ColumnKind::Json => match row
+                .try_get_unchecked::<Option<String>, _>(idx)
+                .map_err(err)?
+            {
                 None => None,
-                Some(text) => Some(serde_json::from_str(&text).map_err(|source| StoreError::Row {
-                    source: luma_model::RowError::Decode {
-                        table: spec.name,
-                        source,
-                    },
-                })?),
+                Some(text) => {
+                    Some(
+                        serde_json::from_str(&text).map_err(|source| StoreError::Row {
+                            source: luma_model::RowError::Decode {
+                                table: spec.name,
+                                source,
+                            },
+                        })?,
+                    )
+                }
             },
             // Uuid, Text, Timestamp and any kind added later are read as text.
             _ => row

@@ -22,7 +22,12 @@ impl Store {
 impl Settings<'_> {
     /// The value of `key` decoded as `T`, `None` if unset.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let Some(setting) = self.store.repo::<Setting>().find(luma_model::RecordKey::single(key)).await? else {
+        let Some(setting) = self
+            .store
+            .repo::<Setting>()
+            .find(luma_model::RecordKey::single(key))
+            .await?
+        else {
             return Ok(None);
         };
         serde_json::from_value(setting.value)

@@ -88,10 +88,13 @@ impl StateStore {
                 path: path.to_string(),
                 source,
             })?;
-        STATE_MIGRATOR.run(&pool).await.map_err(|source| match source {
-            MigrateError::VersionMissing(version) => StoreError::UnknownMigration { version },
-            source => StoreError::Migrate { source },
-        })?;
+        STATE_MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|source| match source {
+                MigrateError::VersionMissing(version) => StoreError::UnknownMigration { version },
+                source => StoreError::Migrate { source },
+            })?;
         Ok(Self { pool })
     }
 
@@ -111,7 +114,9 @@ impl StateStore {
         let user: String = row.get("user_id");
         let expires: String = row.get("expires_at");
         Ok(Some(AuthSession {
-            user_id: user.parse().map_err(|e: luma_model::ParseIdError| bad(e.to_string()))?,
+            user_id: user
+                .parse()
+                .map_err(|e: luma_model::ParseIdError| bad(e.to_string()))?,
             access_token: SecretString::from(row.get::<String, _>("access_token")),
             refresh_token: SecretString::from(row.get::<String, _>("refresh_token")),
             expires_at: DateTime::parse_from_rfc3339(&expires)

@@ -166,7 +166,9 @@ impl Store {
         for spec in BUILTIN_TABLES {
             store.install(&mut tx, *spec).await?;
         }
-        tx.commit().await.map_err(StoreError::sql("installing triggers"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::sql("installing triggers"))?;
         tracing::debug!(site = %site, "store opened");
         Ok(store)
     }
@@ -227,7 +229,9 @@ impl Store {
             }
         }
         self.install(&mut tx, spec).await?;
-        tx.commit().await.map_err(StoreError::sql("registering a table"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::sql("registering a table"))?;
         Ok(())
     }
 
@@ -288,7 +292,11 @@ impl Store {
     /// Specs of every registered synced table, parents before children.
     pub fn synced_tables(&self) -> Result<Vec<TableSpec>> {
         let tables = self.inner.tables.read().map_err(|_| poisoned())?;
-        let specs: Vec<TableSpec> = tables.values().map(|t| t.spec).filter(|s| s.is_synced()).collect();
+        let specs: Vec<TableSpec> = tables
+            .values()
+            .map(|t| t.spec)
+            .filter(|s| s.is_synced())
+            .collect();
         Ok(crate::order::parents_first(specs))
     }
 

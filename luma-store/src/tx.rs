@@ -67,7 +67,11 @@ impl StoreTx {
     }
 
     /// Deletes every record of `T` whose `column` equals `value`.
-    pub async fn delete_where<T: Record>(&mut self, column: &str, value: impl ToString) -> Result<u64> {
+    pub async fn delete_where<T: Record>(
+        &mut self,
+        column: &str,
+        value: impl ToString,
+    ) -> Result<u64> {
         if T::SPEC.column(column).is_none() {
             return Err(StoreError::Plugin {
                 table: T::SPEC.name.into(),

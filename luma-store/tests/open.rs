@@ -86,7 +86,12 @@ async fn a_database_from_a_newer_build_is_refused_untouched() {
     }
     let err = Store::open(&path).await.unwrap_err();
     assert!(
-        matches!(err, StoreError::UnknownMigration { version: 29991231000000 }),
+        matches!(
+            err,
+            StoreError::UnknownMigration {
+                version: 29991231000000
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("newer version"));
@@ -130,18 +135,26 @@ async fn concurrent_writers_never_fail_with_database_is_locked() {
     let venue = Venue::new("Busy");
     a.venues().create(&venue).await.unwrap();
     let mut tasks = Vec::new();
-    for (i, store) in [a.clone(), b.clone(), a.clone(), b.clone()].into_iter().enumerate() {
+    for (i, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
         let venue_id = venue.id;
         tasks.push(tokio::spawn(async move {
             for n in 0..100 {
                 if n % 10 == 0 {
                     // A multi-statement transaction interleaved with single writes.
                     let mut tx = store.transaction().await?;
-                    tx.create(&Fixture::new(venue_id, 2 + i as i64, 1 + n, 1)).await?;
-                    tx.create(&Fixture::new(venue_id, 2 + i as i64, 200 + n, 1)).await?;
+                    tx.create(&Fixture::new(venue_id, 2 + i as i64, 1 + n, 1))
+                        .await?;
+                    tx.create(&Fixture::new(venue_id, 2 + i as i64, 200 + n, 1))
+                        .await?;
                     tx.commit().await?;
                 } else {
-                    store.fixtures().create(&Fixture::new(venue_id, 2 + i as i64, 1 + n, 1)).await?;
+                    store
+                        .fixtures()
+                        .create(&Fixture::new(venue_id, 2 + i as i64, 1 + n, 1))
+                        .await?;
                 }
                 let _ = store.fixtures().list_by_venue(venue_id).await?;
             }
@@ -228,14 +241,27 @@ async fn a_plugin_table_gets_the_outbox_without_store_changes() {
         local_color: None,
     };
     store.repo::<CueNote>().create(&note).await.unwrap();
-    assert_eq!(store.repo::<CueNote>().get(luma_model::RecordKey::single(note.id)).await.unwrap(), note);
+    assert_eq!(
+        store
+            .repo::<CueNote>()
+            .get(luma_model::RecordKey::single(note.id))
+            .await
+            .unwrap(),
+        note
+    );
     let ops = store.outbox().all().await.unwrap();
     assert!(ops.iter().any(|o| o.table == "plugin_cue_notes"));
     // Deleting the venue cascades to the plugin rows, with ops.
     store.venues().delete(venue.id).await.unwrap();
     let ops = store.outbox().all().await.unwrap();
-    assert!(ops.iter().any(|o| o.table == "plugin_cue_notes" && o.kind == luma_model::OpKind::Delete));
-    assert!(store.synced_tables().unwrap().iter().any(|s| s.name == "plugin_cue_notes"));
+    assert!(ops
+        .iter()
+        .any(|o| o.table == "plugin_cue_notes" && o.kind == luma_model::OpKind::Delete));
+    assert!(store
+        .synced_tables()
+        .unwrap()
+        .iter()
+        .any(|s| s.name == "plugin_cue_notes"));
     drop(store);
 
     // Registering again on reopen applies nothing twice; an edited migration is refused.
@@ -261,6 +287,12 @@ async fn a_plugin_table_that_does_not_match_its_spec_is_refused() {
     let err = store.register::<CueNote>(&[no_hlc]).await.unwrap_err();
     assert!(err.to_string().contains("hlc"), "{err}");
     // And an unregistered type is a typed error, not a panic.
-    let err = Store::open_in_memory().await.unwrap().repo::<CueNote>().list().await.unwrap_err();
+    let err = Store::open_in_memory()
+        .await
+        .unwrap()
+        .repo::<CueNote>()
+        .list()
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::UnknownTable { .. }));
 }

@@ -86,10 +86,15 @@ async fn a_failed_bulk_import_writes_nothing() {
     let store = Store::open_in_memory().await.unwrap();
     let venue = Venue::new("Club");
     store.venues().create(&venue).await.unwrap();
-    let mut fixtures: Vec<Fixture> = (0..10).map(|i| Fixture::new(venue.id, 1, i + 1, 1)).collect();
+    let mut fixtures: Vec<Fixture> = (0..10)
+        .map(|i| Fixture::new(venue.id, 1, i + 1, 1))
+        .collect();
     // A duplicate id makes the database refuse the batch half way.
     fixtures[7].id = fixtures[2].id;
-    let err = store.import_fixtures(venue.id, &fixtures).await.unwrap_err();
+    let err = store
+        .import_fixtures(venue.id, &fixtures)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Constraint { .. }), "{err:?}");
     assert_eq!(store.fixtures().count().await.unwrap(), 0);
     assert_eq!(ops(&store).await.len(), 1);
@@ -150,17 +155,43 @@ async fn local_only_changes_and_settings_make_no_ops() {
     store.venues().create(&venue).await.unwrap();
     let mut fixture = Fixture::new(venue.id, 1, 1, 4);
     store.fixtures().create(&fixture).await.unwrap();
-    store.outbox().complete(&ops(&store).await.iter().map(|o| (o.id, o.hlc)).collect::<Vec<_>>()).await.unwrap();
+    store
+        .outbox()
+        .complete(
+            &ops(&store)
+                .await
+                .iter()
+                .map(|o| (o.id, o.hlc))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
     assert!(ops(&store).await.is_empty());
 
     fixture.fixture_path = Some("/defs/par.json".into());
     store.fixtures().update(&fixture).await.unwrap();
-    assert!(ops(&store).await.is_empty(), "a local-only column never syncs");
+    assert!(
+        ops(&store).await.is_empty(),
+        "a local-only column never syncs"
+    );
 
     store.settings().set("theme", &"dark").await.unwrap();
-    assert_eq!(store.settings().get::<String>("theme").await.unwrap().as_deref(), Some("dark"));
+    assert_eq!(
+        store
+            .settings()
+            .get::<String>("theme")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("dark")
+    );
     store.settings().remove("theme").await.unwrap();
-    assert!(store.settings().get::<String>("theme").await.unwrap().is_none());
+    assert!(store
+        .settings()
+        .get::<String>("theme")
+        .await
+        .unwrap()
+        .is_none());
     assert!(ops(&store).await.is_empty(), "settings are local");
     assert!(store.repo::<Setting>().list().await.unwrap().is_empty());
 }
@@ -180,7 +211,10 @@ async fn cascading_delete_gives_every_deleted_row_its_op() {
     // venue + 3 fixtures + 1 group + 3 memberships
     assert_eq!(all.len(), 8, "{all:#?}");
     assert!(all.iter().all(|o| o.kind == OpKind::Delete));
-    let members = all.iter().filter(|o| o.table == "fixture_group_members").count();
+    let members = all
+        .iter()
+        .filter(|o| o.table == "fixture_group_members")
+        .count();
     assert_eq!(members, 3);
     let key = RecordKey::composite([fixtures[0].id.to_string(), group.id.to_string()]);
     assert!(all.iter().any(|o| o.key == key));
@@ -223,19 +257,31 @@ async fn replace_track_scores_is_one_transaction_and_collapses_ops() {
     store.scores().create(&score).await.unwrap();
     let a = TrackScore::new(score.id, pattern.id, 0.0, 4.0);
     let b = TrackScore::new(score.id, pattern.id, 4.0, 8.0);
-    store.replace_track_scores(score.id, &[a.clone(), b.clone()]).await.unwrap();
+    store
+        .replace_track_scores(score.id, &[a.clone(), b.clone()])
+        .await
+        .unwrap();
     let done: Vec<_> = ops(&store).await.iter().map(|o| (o.id, o.hlc)).collect();
     store.outbox().complete(&done).await.unwrap();
 
     // Undo: back to just `a`, moved.
     let mut a2 = a.clone();
     a2.end_time = 6.0;
-    store.replace_track_scores(score.id, &[a2.clone()]).await.unwrap();
-    assert_eq!(store.track_scores().list_by_score(score.id).await.unwrap(), vec![a2]);
+    store
+        .replace_track_scores(score.id, &[a2.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.track_scores().list_by_score(score.id).await.unwrap(),
+        vec![a2]
+    );
     let all = ops(&store).await;
     assert_eq!(all.len(), 2);
     let kind_of = |id: luma_model::TrackScoreId| {
-        all.iter().find(|o| o.key == RecordKey::from(id)).unwrap().kind
+        all.iter()
+            .find(|o| o.key == RecordKey::from(id))
+            .unwrap()
+            .kind
     };
     assert_eq!(kind_of(a.id), OpKind::Upsert);
     assert_eq!(kind_of(b.id), OpKind::Delete);
@@ -243,10 +289,20 @@ async fn replace_track_scores_is_one_transaction_and_collapses_ops() {
     // A bad placement in the set writes nothing.
     let bad = TrackScore::new(score.id, pattern.id, 5.0, 1.0);
     assert!(matches!(
-        store.replace_track_scores(score.id, &[a.clone(), bad]).await,
+        store
+            .replace_track_scores(score.id, &[a.clone(), bad])
+            .await,
         Err(StoreError::Invalid { .. })
     ));
-    assert_eq!(store.track_scores().list_by_score(score.id).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .track_scores()
+            .list_by_score(score.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -273,8 +329,16 @@ async fn failures_retry_and_rejection_are_recorded() {
     store.venues().create(&Venue::new("B")).await.unwrap();
     let all = ops(&store).await;
     let (a, b) = (&all[0], &all[1]);
-    assert!(store.outbox().record_failure(a.id, a.hlc, "forbidden", true, None).await.unwrap());
-    assert!(store.outbox().record_failure(b.id, b.hlc, "503", false, Some(1_000)).await.unwrap());
+    assert!(store
+        .outbox()
+        .record_failure(a.id, a.hlc, "forbidden", true, None)
+        .await
+        .unwrap());
+    assert!(store
+        .outbox()
+        .record_failure(b.id, b.hlc, "503", false, Some(1_000))
+        .await
+        .unwrap());
     assert_eq!(store.outbox().rejected_count().await.unwrap(), 1);
     assert_eq!(store.outbox().errors().await.unwrap().len(), 2);
     // Not due: rejected, or waiting for its retry time.

@@ -259,17 +259,109 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
     let ops_before = store.outbox().all().await.unwrap();
 
     let cases: Vec<(&str, StoreError)> = vec![
-        ("address 0", store.fixtures().create(&Fixture::new(w.venue.id, 1, 0, 1)).await.unwrap_err()),
-        ("universe 0", store.fixtures().create(&Fixture::new(w.venue.id, 0, 1, 1)).await.unwrap_err()),
-        ("footprint", store.fixtures().create(&Fixture::new(w.venue.id, 1, 510, 4)).await.unwrap_err()),
-        ("nan", store.fixtures().create(&Fixture { pos_x: f64::NAN, ..Fixture::new(w.venue.id, 1, 1, 1) }).await.unwrap_err()),
-        ("axis", store.fixture_groups().create(&FixtureGroup { axis_lr: Some(1.5), ..FixtureGroup::new(w.venue.id, "x") }).await.unwrap_err()),
-        ("empty group", store.fixture_groups().create(&FixtureGroup::new(w.venue.id, "")).await.unwrap_err()),
-        ("empty pattern", store.patterns().create(&Pattern::new(" ")).await.unwrap_err()),
-        ("end before start", store.track_scores().create(&TrackScore::new(w.score.id, w.pattern.id, 3.0, 2.0)).await.unwrap_err()),
-        ("args not object", store.track_scores().create(&TrackScore { args: json!([1]), ..TrackScore::new(w.score.id, w.pattern.id, 0.0, 1.0) }).await.unwrap_err()),
-        ("share code", store.venues().create(&Venue { share_code: Some("abc".into()), ..Venue::new("x") }).await.unwrap_err()),
-        ("hash", store.tracks().create(&Track { track_hash: Some("XYZ".into()), ..Track::new("x") }).await.unwrap_err()),
+        (
+            "address 0",
+            store
+                .fixtures()
+                .create(&Fixture::new(w.venue.id, 1, 0, 1))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "universe 0",
+            store
+                .fixtures()
+                .create(&Fixture::new(w.venue.id, 0, 1, 1))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "footprint",
+            store
+                .fixtures()
+                .create(&Fixture::new(w.venue.id, 1, 510, 4))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "nan",
+            store
+                .fixtures()
+                .create(&Fixture {
+                    pos_x: f64::NAN,
+                    ..Fixture::new(w.venue.id, 1, 1, 1)
+                })
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "axis",
+            store
+                .fixture_groups()
+                .create(&FixtureGroup {
+                    axis_lr: Some(1.5),
+                    ..FixtureGroup::new(w.venue.id, "x")
+                })
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "empty group",
+            store
+                .fixture_groups()
+                .create(&FixtureGroup::new(w.venue.id, ""))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "empty pattern",
+            store
+                .patterns()
+                .create(&Pattern::new(" "))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "end before start",
+            store
+                .track_scores()
+                .create(&TrackScore::new(w.score.id, w.pattern.id, 3.0, 2.0))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "args not object",
+            store
+                .track_scores()
+                .create(&TrackScore {
+                    args: json!([1]),
+                    ..TrackScore::new(w.score.id, w.pattern.id, 0.0, 1.0)
+                })
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "share code",
+            store
+                .venues()
+                .create(&Venue {
+                    share_code: Some("abc".into()),
+                    ..Venue::new("x")
+                })
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "hash",
+            store
+                .tracks()
+                .create(&Track {
+                    track_hash: Some("XYZ".into()),
+                    ..Track::new("x")
+                })
+                .await
+                .unwrap_err(),
+        ),
     ];
     for (what, err) in cases {
         assert!(matches!(err, StoreError::Invalid { .. }), "{what}: {err:?}");
@@ -277,12 +369,20 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
     // A failed update leaves the stored record and the outbox unchanged.
     let mut f = w.fixture.clone();
     f.address = 999;
-    assert!(matches!(store.fixtures().update(&f).await, Err(StoreError::Invalid { .. })));
+    assert!(matches!(
+        store.fixtures().update(&f).await,
+        Err(StoreError::Invalid { .. })
+    ));
     assert_eq!(store.fixtures().get(w.fixture.id).await.unwrap().address, 1);
     assert_eq!(store.outbox().all().await.unwrap(), ops_before);
     // Updating a record that does not exist is NotFound, and writes nothing.
     let ghost = Fixture::new(w.venue.id, 1, 1, 1);
-    assert!(store.fixtures().update(&ghost).await.unwrap_err().is_not_found());
+    assert!(store
+        .fixtures()
+        .update(&ghost)
+        .await
+        .unwrap_err()
+        .is_not_found());
     assert_eq!(store.outbox().all().await.unwrap(), ops_before);
 }
 
@@ -311,7 +411,10 @@ async fn unknown_enum_text_in_the_database_is_a_typed_error() {
         .execute(store.writer_pool())
         .await
         .unwrap();
-    assert!(matches!(store.venues().list().await, Err(StoreError::Row { .. })));
+    assert!(matches!(
+        store.venues().list().await,
+        Err(StoreError::Row { .. })
+    ));
 }
 
 proptest! {

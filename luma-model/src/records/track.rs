@@ -105,7 +105,11 @@ impl Record for Track {
     fn validate(&self) -> Result<(), ValidationError> {
         const T: &str = "tracks";
         if let Some(hash) = &self.track_hash {
-            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            if hash.len() != 64
+                || !hash
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
                 return Err(ValidationError::Format {
                     table: T,
                     field: "track_hash",
@@ -119,7 +123,10 @@ impl Record for Track {
         if let Some(bpm) = self.bpm {
             validate::real_range(T, "bpm", bpm, 1.0, 1000.0)?;
         }
-        for (field, v) in [("track_number", self.track_number), ("disc_number", self.disc_number)] {
+        for (field, v) in [
+            ("track_number", self.track_number),
+            ("disc_number", self.disc_number),
+        ] {
             if let Some(v) = v {
                 validate::int_range(T, field, v, 0, i64::from(u32::MAX))?;
             }

@@ -69,7 +69,11 @@ impl Record for Venue {
     fn validate(&self) -> Result<(), ValidationError> {
         validate::name("venues", "name", &self.name)?;
         if let Some(code) = &self.share_code {
-            if code.len() != 8 || !code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+            if code.len() != 8
+                || !code
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            {
                 return Err(ValidationError::Format {
                     table: "venues",
                     field: "share_code",
