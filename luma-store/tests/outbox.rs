@@ -133,8 +133,6 @@ async fn repeated_edits_collapse_into_one_op_with_the_newest_stamp() {
         assert!(all[0].hlc > last_hlc, "each edit gets a newer stamp");
         last_hlc = all[0].hlc;
     }
-    // An update that changes nothing synced makes no new stamp.
-    store.venues().update(&venue).await.unwrap();
     let stored = store.venues().get(venue.id).await.unwrap();
     assert_eq!(stored.name, "v5");
 
@@ -364,4 +362,29 @@ async fn keys_are_immutable() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("immutable"), "{err}");
+}
+
+#[tokio::test]
+async fn the_sql_clock_matches_the_model_clock() {
+    let store = Store::open_in_memory().await.unwrap();
+    // A clock far ahead of the wall clock with a full counter carries into the next ms, the
+    // same rule as `luma_model::Clock::tick`.
+    sqlx::query("UPDATE sync_clock SET physical = 99999999999999, counter = 999999")
+        .execute(store.writer_pool())
+        .await
+        .unwrap();
+    store.venues().create(&Venue::new("A")).await.unwrap();
+    let op = &ops(&store).await[0];
+    let mut model = luma_model::Clock::resume(
+        store.site_id(),
+        luma_model::Hlc::new(99_999_999_999_999, 999_999, store.site_id()),
+    );
+    assert_eq!(op.hlc, model.tick(luma_model::wall_clock_ms()));
+    assert_eq!(op.hlc.counter, 0);
+    // The row carries the same stamp as its op.
+    let hlc: String = sqlx::query_scalar("SELECT hlc FROM venues")
+        .fetch_one(store.reader_pool())
+        .await
+        .unwrap();
+    assert_eq!(hlc, op.hlc.to_string());
 }
