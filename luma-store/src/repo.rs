@@ -188,17 +188,28 @@ fn row_of<T: Record>(record: &T, touch: bool) -> Result<Row> {
     Ok(row)
 }
 
+/// Inserts a record (`replace`: or replaces the one with the same key).
+async fn insert_or_upsert<T: Record>(
+    conn: &mut SqliteConnection,
+    sql: &TableSql,
+    record: &T,
+    replace: bool,
+) -> Result<()> {
+    let row = row_of(record, false)?;
+    let text = if replace { &sql.upsert } else { &sql.insert };
+    bind_all(sqlx::query(text), &sql.spec, &row)?
+        .execute(conn)
+        .await
+        .map_err(StoreError::write(T::SPEC.name))?;
+    Ok(())
+}
+
 pub(crate) async fn insert<T: Record>(
     conn: &mut SqliteConnection,
     sql: &TableSql,
     record: &T,
 ) -> Result<()> {
-    let row = row_of(record, false)?;
-    bind_all(sqlx::query(&sql.insert), &sql.spec, &row)?
-        .execute(conn)
-        .await
-        .map_err(StoreError::write(T::SPEC.name))?;
-    Ok(())
+    insert_or_upsert(conn, sql, record, false).await
 }
 
 pub(crate) async fn upsert<T: Record>(
@@ -206,12 +217,7 @@ pub(crate) async fn upsert<T: Record>(
     sql: &TableSql,
     record: &T,
 ) -> Result<()> {
-    let row = row_of(record, false)?;
-    bind_all(sqlx::query(&sql.upsert), &sql.spec, &row)?
-        .execute(conn)
-        .await
-        .map_err(StoreError::write(T::SPEC.name))?;
-    Ok(())
+    insert_or_upsert(conn, sql, record, true).await
 }
 
 pub(crate) async fn update<T: Record>(

@@ -76,17 +76,7 @@ impl Store {
     /// belong to `venue`; nothing is written if any is invalid.
     pub async fn import_fixtures(&self, venue: VenueId, fixtures: &[Fixture]) -> Result<usize> {
         for f in fixtures {
-            if f.venue_id != venue {
-                return Err(StoreError::Invalid {
-                    source: ValidationError::Inconsistent {
-                        table: "fixtures",
-                        message: format!(
-                            "fixture {} belongs to venue {}, not {venue}",
-                            f.id, f.venue_id
-                        ),
-                    },
-                });
-            }
+            belongs("fixtures", f.id, f.venue_id, venue)?;
             f.validate()?;
         }
         self.fixtures().create_many(fixtures).await
@@ -101,17 +91,7 @@ impl Store {
         placements: &[TrackScore],
     ) -> Result<()> {
         for p in placements {
-            if p.score_id != score {
-                return Err(StoreError::Invalid {
-                    source: ValidationError::Inconsistent {
-                        table: "track_scores",
-                        message: format!(
-                            "placement {} belongs to score {}, not {score}",
-                            p.id, p.score_id
-                        ),
-                    },
-                });
-            }
+            belongs("track_scores", p.id, p.score_id, score)?;
             p.validate()?;
         }
         let mut tx = self.transaction().await?;
@@ -119,6 +99,24 @@ impl Store {
         tx.create_many(placements).await?;
         tx.commit().await
     }
+}
+
+/// Checks that a record of a bulk path belongs to the parent the call names.
+fn belongs<I: std::fmt::Display, P: PartialEq + std::fmt::Display>(
+    table: &'static str,
+    id: I,
+    actual: P,
+    expected: P,
+) -> Result<()> {
+    if actual != expected {
+        return Err(StoreError::Invalid {
+            source: ValidationError::Inconsistent {
+                table,
+                message: format!("{table} record {id} belongs to {actual}, not {expected}"),
+            },
+        });
+    }
+    Ok(())
 }
 
 impl Repo<'_, Fixture> {
