@@ -1,11 +1,14 @@
 -- Local-only sync bookkeeping. None of these tables ever leaves the device.
 
 -- The device's hybrid logical clock. `site` is chosen at random when the database is created.
+-- `next_op` numbers pending ops (never reused); it lives here because the outbox triggers
+-- update this row anyway, so numbering costs no extra page write.
 CREATE TABLE sync_clock (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     physical INTEGER NOT NULL DEFAULT 0,
     counter  INTEGER NOT NULL DEFAULT 0,
-    site     TEXT NOT NULL CHECK (length(site) = 16)
+    site     TEXT NOT NULL CHECK (length(site) = 16),
+    next_op  INTEGER NOT NULL DEFAULT 0
 );
 INSERT INTO sync_clock (id, physical, counter, site)
 VALUES (1, 0, 0, lower(hex(randomblob(8))));
@@ -17,11 +20,12 @@ CREATE TABLE sync_identity (
 );
 INSERT INTO sync_identity (id, user_id) VALUES (1, NULL);
 
--- The outbox: one pending op per record (repeated edits collapse into it).
+-- The outbox: one pending op per record (repeated edits collapse into it). One B-tree keyed by
+-- the record (WITHOUT ROWID, no secondary index) keeps a write's outbox cost to one page.
 CREATE TABLE sync_outbox (
-    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
     tbl           TEXT NOT NULL,
     pk            TEXT NOT NULL,
+    seq           INTEGER NOT NULL,
     hlc           TEXT NOT NULL,
     kind          TEXT NOT NULL CHECK (kind IN ('upsert', 'delete')),
     user_id       TEXT,
@@ -29,8 +33,8 @@ CREATE TABLE sync_outbox (
     last_error    TEXT,
     rejected      INTEGER NOT NULL DEFAULT 0,
     next_retry_ms INTEGER,
-    UNIQUE (tbl, pk)
-);
+    PRIMARY KEY (tbl, pk)
+) WITHOUT ROWID;
 
 -- Non-empty only inside a transaction that applies pulled rows: the outbox triggers stay
 -- silent while it holds a row. It is emptied before that transaction commits.

@@ -3,7 +3,7 @@
 //! The store knows nothing about the network: it hands out ops in foreign-key order and
 //! records what the engine says happened to them.
 
-use luma_model::{Hlc, OpId, PendingOp, RecordKey};
+use luma_model::{OpId, PendingOp, RecordKey};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row as _;
 
@@ -120,7 +120,8 @@ impl Outbox<'_> {
         row.as_ref().map(decode_op).transpose()
     }
 
-    /// One op by id.
+    /// One op by id. (Ops are keyed by record; a lookup by id scans the outbox, which is fine
+    /// for the occasional user action it serves.)
     pub async fn get(&self, id: OpId) -> Result<Option<PendingOp>> {
         let row = sqlx::query(&format!(
             "SELECT {OP_COLUMNS} FROM sync_outbox WHERE seq = ?"
@@ -151,13 +152,14 @@ impl Outbox<'_> {
     /// Marks ops done (pushed and applied, or superseded). An op whose record was edited again
     /// since it was read (its HLC changed) stays: the newer edit still has to be pushed.
     /// Returns how many were removed.
-    pub async fn complete(&self, done: &[(OpId, Hlc)]) -> Result<u64> {
+    pub async fn complete(&self, done: &[PendingOp]) -> Result<u64> {
         let mut tx = self.store.begin_write().await?;
         let mut n = 0;
-        for (id, hlc) in done {
-            n += sqlx::query("DELETE FROM sync_outbox WHERE seq = ? AND hlc = ?")
-                .bind(id.0)
-                .bind(hlc.to_string())
+        for op in done {
+            n += sqlx::query("DELETE FROM sync_outbox WHERE tbl = ? AND pk = ? AND hlc = ?")
+                .bind(&op.table)
+                .bind(op.key.as_str())
+                .bind(op.hlc.to_string())
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::sql("completing ops"))?
@@ -169,26 +171,26 @@ impl Outbox<'_> {
         Ok(n)
     }
 
-    /// Records a failed attempt of an op: `rejected` for a permanent refusal (kept until
-    /// retried or discarded), else it becomes due again at `next_retry_ms`. Ignored if the
-    /// record was edited since (the new edit resets the op).
+    /// Records a failed attempt of `op`: `rejected` for a permanent refusal (kept until
+    /// retried or discarded), else it becomes due again at `next_retry_ms`. Ignored (false) if
+    /// the record was edited since `op` was read: the new edit resets the op.
     pub async fn record_failure(
         &self,
-        id: OpId,
-        hlc: Hlc,
+        op: &PendingOp,
         error: &str,
         rejected: bool,
         next_retry_ms: Option<i64>,
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE sync_outbox SET attempts = attempts + 1, last_error = ?, rejected = ?, \
-             next_retry_ms = ? WHERE seq = ? AND hlc = ?",
+             next_retry_ms = ? WHERE tbl = ? AND pk = ? AND hlc = ?",
         )
         .bind(error)
         .bind(rejected)
         .bind(next_retry_ms)
-        .bind(id.0)
-        .bind(hlc.to_string())
+        .bind(&op.table)
+        .bind(op.key.as_str())
+        .bind(op.hlc.to_string())
         .execute(self.store.writer_pool())
         .await
         .map_err(StoreError::sql("recording an op failure"))?;

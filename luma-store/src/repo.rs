@@ -10,8 +10,11 @@ use crate::error::{Result, StoreError};
 use crate::schema::{quote, read_row, TableSql};
 use crate::store::Store;
 
-/// Rows per statement of the bulk paths (a JSON array handed to `json_each`).
+/// Rows per statement of the bulk paths, at most.
 pub(crate) const BULK_CHUNK: usize = 500;
+
+/// Bound parameters per statement we allow ourselves (SQLite's limit is 32,766).
+const MAX_PARAMS: usize = 32_000;
 
 /// The typed repository of one table. Get one with [`Store::repo`] or a named accessor such as
 /// [`Store::fixtures`].
@@ -261,15 +264,26 @@ pub(crate) async fn insert_many<T: Record>(
     sql: &TableSql,
     records: &[T],
 ) -> Result<usize> {
+    // Rows are bound as typed parameters (exact for every value, unlike numbers parsed back
+    // out of JSON text), many rows per statement so SQLite does the per-row work.
+    let per_statement = (MAX_PARAMS / sql.spec.columns.len().max(1)).clamp(1, BULK_CHUNK);
+    let rows = records
+        .iter()
+        .map(|r| row_of(r, false))
+        .collect::<Result<Vec<_>>>()?;
+    let full_text = sql.insert_many_sql(per_statement);
     let mut n = 0;
-    for chunk in records.chunks(BULK_CHUNK) {
-        let rows = chunk
-            .iter()
-            .map(|r| row_of(r, false).map(serde_json::Value::Object))
-            .collect::<Result<Vec<_>>>()?;
-        let json = serde_json::Value::Array(rows).to_string();
-        let done = sqlx::query(&sql.insert_json_each)
-            .bind(json)
+    for chunk in rows.chunks(per_statement) {
+        let text = if chunk.len() == per_statement {
+            std::borrow::Cow::Borrowed(&full_text)
+        } else {
+            std::borrow::Cow::Owned(sql.insert_many_sql(chunk.len()))
+        };
+        let mut q = sqlx::query(&text);
+        for row in chunk {
+            q = bind_all(q, &sql.spec, row)?;
+        }
+        let done = q
             .execute(&mut *conn)
             .await
             .map_err(StoreError::write(T::SPEC.name))?;

@@ -77,7 +77,6 @@ impl Store {
     pub async fn import_fixtures(&self, venue: VenueId, fixtures: &[Fixture]) -> Result<usize> {
         for f in fixtures {
             belongs("fixtures", f.id, f.venue_id, venue)?;
-            f.validate()?;
         }
         self.fixtures().create_many(fixtures).await
     }
@@ -92,7 +91,6 @@ impl Store {
     ) -> Result<()> {
         for p in placements {
             belongs("track_scores", p.id, p.score_id, score)?;
-            p.validate()?;
         }
         let mut tx = self.transaction().await?;
         tx.delete_where::<TrackScore>("score_id", score).await?;

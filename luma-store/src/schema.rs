@@ -21,7 +21,8 @@ fn advance_clock() -> String {
          physical = CASE WHEN {NOW_MS} > physical THEN {NOW_MS} \
                          WHEN counter >= {max} THEN physical + 1 ELSE physical END, \
          counter = CASE WHEN {NOW_MS} > physical THEN 0 \
-                        WHEN counter >= {max} THEN 0 ELSE counter + 1 END \
+                        WHEN counter >= {max} THEN 0 ELSE counter + 1 END, \
+         next_op = next_op + 1 \
          WHERE id = 1",
         max = luma_model::MAX_COUNTER
     )
@@ -103,8 +104,6 @@ pub struct TableSql {
     pub upsert: String,
     /// UPDATE of all non-key columns, parameters: non-key columns then key columns.
     pub update: String,
-    /// INSERT ... SELECT FROM json_each(?1): many rows in one statement.
-    pub insert_json_each: String,
     /// The record key of a row as SQL, given the row alias (`NEW`, `OLD`, or a table alias).
     pub key_expr_new: String,
 }
@@ -156,25 +155,27 @@ impl TableSql {
                     .join(", ")
             }
         );
-        let insert_json_each = format!(
-            "INSERT INTO {t} ({}) SELECT {} FROM json_each(?1)",
-            cols.join(", "),
-            spec.columns
-                .iter()
-                .map(|c| decode("value", c.name, c.kind))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
         Ok(Self {
             select_columns: cols.join(", "),
             key_where,
             insert,
             upsert,
             update,
-            insert_json_each,
             key_expr_new: key_expr(&spec, "NEW"),
             spec,
         })
+    }
+
+    /// INSERT of `n` rows in one statement (one bound parameter per column and row).
+    pub fn insert_many_sql(&self, n: usize) -> String {
+        let one = format!("({})", vec!["?"; self.spec.columns.len()].join(", "));
+        let cols: Vec<String> = self.spec.columns.iter().map(|c| quote(c.name)).collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            quote(self.spec.name),
+            cols.join(", "),
+            vec![one; n].join(", ")
+        )
     }
 
     /// `DROP` + `CREATE` statements of this table's outbox triggers (empty for local-only
@@ -202,8 +203,10 @@ impl TableSql {
         }
         let outbox = |kind: &str, alias: &str| {
             format!(
-                "INSERT INTO sync_outbox (tbl, pk, hlc, kind, user_id) \
-                 SELECT '{name}', {pk}, {STAMP}, '{kind}', {CURRENT_USER} WHERE true \
+                "INSERT INTO sync_outbox (tbl, pk, seq, hlc, kind, user_id) \
+                 SELECT '{name}', {pk}, c.next_op, \
+                 printf('%015d-%06d-%s', c.physical, c.counter, c.site), '{kind}', i.user_id \
+                 FROM sync_clock AS c, sync_identity AS i WHERE c.id = 1 AND i.id = 1 \
                  ON CONFLICT (tbl, pk) DO UPDATE SET hlc = excluded.hlc, kind = excluded.kind, \
                  user_id = excluded.user_id, attempts = 0, last_error = NULL, rejected = 0, \
                  next_retry_ms = NULL",

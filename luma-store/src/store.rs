@@ -361,10 +361,19 @@ impl Store {
         &self.inner.reader
     }
 
-    /// Closes all connections (waits for in-flight statements).
+    /// Checkpoints the write-ahead log into `luma.db` and closes all connections (waits for
+    /// in-flight statements). Afterwards the database is the single file `luma.db`.
     pub async fn close(&self) {
-        self.inner.writer.close().await;
+        // Readers first: the last connection to close must be the writer, which can
+        // checkpoint and remove the WAL.
         self.inner.reader.close().await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.inner.writer)
+            .await
+        {
+            tracing::warn!(%error, "checkpoint on close failed; the WAL is replayed on next open");
+        }
+        self.inner.writer.close().await;
     }
 }
 

@@ -153,17 +153,7 @@ async fn local_only_changes_and_settings_make_no_ops() {
     store.venues().create(&venue).await.unwrap();
     let mut fixture = Fixture::new(venue.id, 1, 1, 4);
     store.fixtures().create(&fixture).await.unwrap();
-    store
-        .outbox()
-        .complete(
-            &ops(&store)
-                .await
-                .iter()
-                .map(|o| (o.id, o.hlc))
-                .collect::<Vec<_>>(),
-        )
-        .await
-        .unwrap();
+    store.outbox().complete(&ops(&store).await).await.unwrap();
     assert!(ops(&store).await.is_empty());
 
     fixture.fixture_path = Some("/defs/par.json".into());
@@ -198,8 +188,7 @@ async fn local_only_changes_and_settings_make_no_ops() {
 async fn cascading_delete_gives_every_deleted_row_its_op() {
     let (_dir, store) = temp_store().await;
     let (venue, fixtures, group) = venue_with_fixtures(&store, 3).await;
-    let ids: Vec<_> = ops(&store).await.iter().map(|o| (o.id, o.hlc)).collect();
-    store.outbox().complete(&ids).await.unwrap();
+    store.outbox().complete(&ops(&store).await).await.unwrap();
 
     assert!(store.venues().delete(venue.id).await.unwrap());
     assert_eq!(store.fixtures().count().await.unwrap(), 0);
@@ -259,8 +248,7 @@ async fn replace_track_scores_is_one_transaction_and_collapses_ops() {
         .replace_track_scores(score.id, &[a.clone(), b.clone()])
         .await
         .unwrap();
-    let done: Vec<_> = ops(&store).await.iter().map(|o| (o.id, o.hlc)).collect();
-    store.outbox().complete(&done).await.unwrap();
+    store.outbox().complete(&ops(&store).await).await.unwrap();
 
     // Undo: back to just `a`, moved.
     let mut a2 = a.clone();
@@ -329,12 +317,12 @@ async fn failures_retry_and_rejection_are_recorded() {
     let (a, b) = (&all[0], &all[1]);
     assert!(store
         .outbox()
-        .record_failure(a.id, a.hlc, "forbidden", true, None)
+        .record_failure(a, "forbidden", true, None)
         .await
         .unwrap());
     assert!(store
         .outbox()
-        .record_failure(b.id, b.hlc, "503", false, Some(1_000))
+        .record_failure(b, "503", false, Some(1_000))
         .await
         .unwrap());
     assert_eq!(store.outbox().rejected_count().await.unwrap(), 1);
@@ -347,9 +335,19 @@ async fn failures_retry_and_rejection_are_recorded() {
     assert!(!again.rejected);
     assert_eq!(again.attempts, 1);
     // Completing with a stale stamp keeps the op (the record was edited meanwhile).
-    let stale = luma_model::Hlc::ZERO;
-    assert_eq!(store.outbox().complete(&[(a.id, stale)]).await.unwrap(), 0);
-    assert_eq!(store.outbox().complete(&[(a.id, a.hlc)]).await.unwrap(), 1);
+    let stale = luma_model::PendingOp {
+        hlc: luma_model::Hlc::ZERO,
+        ..a.clone()
+    };
+    assert_eq!(store.outbox().complete(&[stale]).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .outbox()
+            .complete(std::slice::from_ref(a))
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]
