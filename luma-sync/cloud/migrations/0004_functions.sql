@@ -1,0 +1,363 @@
+-- The RPC surface: luma_push, luma_pull, luma_watermark, luma_join_venue, luma_leave_venue,
+-- luma_purge_tombstones. All but join are SECURITY INVOKER: row-level security decides.
+-- Wire format: luma-sync/cloud/PROTOCOL.md.
+
+CREATE FUNCTION luma.outcome(c jsonb, v_outcome text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object('table', c -> 'table', 'key', c -> 'key', 'outcome', v_outcome)
+$$;
+
+CREATE FUNCTION luma.rejected(c jsonb, v_code text, v_reason text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT luma.outcome(c, 'rejected') || jsonb_build_object('code', v_code, 'reason', v_reason)
+$$;
+
+-- Does a row with this key exist at all (whoever may see it)? Lets push answer "forbidden"
+-- instead of silently doing nothing for a row the caller cannot see. Reveals only existence.
+CREATE FUNCTION luma.row_exists(p_table text, p_key jsonb) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    s luma.sync_tables;
+    found boolean;
+BEGIN
+    SELECT * INTO STRICT s FROM luma.sync_tables WHERE table_name = p_table;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.%I t WHERE %s)', s.schema_name, s.table_name, s.key_match)
+        INTO found USING p_key;
+    RETURN found;
+END
+$$;
+GRANT EXECUTE ON FUNCTION luma.row_exists(text, jsonb) TO authenticated, service_role;
+
+-- Tombstones the live children (recursively) of a tombstoned row with the parent's stamp.
+CREATE FUNCTION luma.tombstone_children(p_table text, p_row jsonb, p_hlc text) RETURNS void
+LANGUAGE plpgsql SET search_path = '' AS $$
+DECLARE
+    ch record;
+    r jsonb;
+BEGIN
+    FOR ch IN
+        SELECT s.schema_name, s.table_name, p ->> 'column' AS col, p ->> 'ref' AS ref, p ->> 'schema' AS pschema
+        FROM luma.sync_tables s, jsonb_array_elements(s.parents) p
+        WHERE p ->> 'table' = p_table
+        ORDER BY s.ord
+    LOOP
+        FOR r IN EXECUTE format(
+            'UPDATE %I.%I t SET hlc = $2, deleted_at = now() '
+            'WHERE t.%I = (SELECT r.%I FROM jsonb_populate_record(NULL::%I.%I, $1) r) AND t.deleted_at IS NULL '
+            'RETURNING to_jsonb(t)',
+            ch.schema_name, ch.table_name, ch.col, ch.ref, ch.pschema, p_table) USING p_row, p_hlc
+        LOOP
+            PERFORM luma.tombstone_children(ch.table_name, r, p_hlc);
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+-- Applies one change; raises on constraint / privilege errors (luma_push turns them into
+-- "rejected" outcomes).
+CREATE FUNCTION luma.apply_change(c jsonb) RETURNS jsonb
+LANGUAGE plpgsql SET search_path = '' AS $$
+DECLARE
+    s luma.sync_tables;
+    v_table text := c ->> 'table';
+    v_key text := c ->> 'key';
+    v_hlc text := c ->> 'hlc';
+    v_op text := c ->> 'op';
+    v_row jsonb := c -> 'row';
+    v_parts text[];
+    v_keyobj jsonb;
+    cur record;
+    v_found boolean;
+    p jsonb;
+    v_ok boolean;
+    col text;
+    n bigint;
+BEGIN
+    SELECT * INTO s FROM luma.sync_tables WHERE table_name = v_table;
+    IF NOT FOUND THEN
+        RETURN luma.rejected(c, 'invalid', format('unknown table %s', v_table));
+    END IF;
+    IF v_hlc IS NULL OR v_hlc !~ '^[0-9]{15}-[0-9]{6}-[0-9a-f]{16}$' THEN
+        RETURN luma.rejected(c, 'invalid', 'hlc is not a stamp');
+    END IF;
+    IF v_key IS NULL OR v_op IS NULL OR v_op NOT IN ('upsert', 'delete') THEN
+        RETURN luma.rejected(c, 'invalid', 'a change needs a key and op "upsert" or "delete"');
+    END IF;
+    IF cardinality(s.key_cols) = 1 THEN
+        v_parts := ARRAY[v_key];
+    ELSE
+        BEGIN
+            v_parts := ARRAY(SELECT jsonb_array_elements_text(v_key::jsonb));
+        EXCEPTION WHEN others THEN
+            RETURN luma.rejected(c, 'invalid', 'a composite key is a JSON array of strings');
+        END;
+        IF cardinality(v_parts) <> cardinality(s.key_cols) THEN
+            RETURN luma.rejected(c, 'invalid', 'wrong number of key parts');
+        END IF;
+    END IF;
+    SELECT jsonb_object_agg(k, v) INTO v_keyobj FROM unnest(s.key_cols, v_parts) AS u(k, v);
+
+    IF v_op = 'upsert' THEN
+        IF jsonb_typeof(v_row) IS DISTINCT FROM 'object' THEN
+            RETURN luma.rejected(c, 'invalid', 'an upsert carries a row object');
+        END IF;
+        IF EXISTS (SELECT 1 FROM unnest(s.key_cols, v_parts) AS u(k, v) WHERE v_row ->> k IS DISTINCT FROM v) THEN
+            RETURN luma.rejected(c, 'invalid', 'the row''s key differs from the change''s key');
+        END IF;
+        FOREACH col IN ARRAY s.bytea_cols LOOP
+            IF jsonb_typeof(v_row -> col) = 'string' THEN
+                v_row := jsonb_set(v_row, ARRAY[col], to_jsonb('\x' || (v_row ->> col)));
+            END IF;
+        END LOOP;
+    END IF;
+
+    EXECUTE format('SELECT t.hlc, t.deleted_at IS NOT NULL AS deleted, %s AS row FROM %I.%I t WHERE %s FOR UPDATE',
+                   s.row_expr, s.schema_name, s.table_name, s.key_match)
+        INTO cur USING v_keyobj;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    v_found := n > 0;
+
+    IF v_found THEN
+        IF cur.hlc = v_hlc COLLATE "C" THEN
+            RETURN luma.outcome(c, 'applied');
+        END IF;
+        IF cur.hlc > v_hlc COLLATE "C" THEN
+            RETURN luma.outcome(c, 'superseded') || jsonb_build_object(
+                'hlc', cur.hlc, 'deleted', cur.deleted,
+                'row', CASE WHEN cur.deleted THEN NULL ELSE cur.row END);
+        END IF;
+    ELSIF luma.row_exists(s.table_name, v_keyobj) THEN
+        RETURN luma.rejected(c, 'forbidden', 'the row exists and is not writable by this user');
+    END IF;
+
+    IF v_op = 'delete' THEN
+        IF NOT v_found THEN
+            RETURN luma.outcome(c, 'applied');
+        END IF;
+        EXECUTE format('UPDATE %I.%I t SET hlc = $2, deleted_at = coalesce(t.deleted_at, now()) WHERE %s',
+                       s.schema_name, s.table_name, s.key_match) USING v_keyobj, v_hlc;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n = 0 THEN
+            RETURN luma.rejected(c, 'forbidden', 'the row is not writable by this user');
+        END IF;
+        PERFORM luma.tombstone_children(s.table_name, v_keyobj, v_hlc);
+        RETURN luma.outcome(c, 'applied');
+    END IF;
+
+    FOR p IN SELECT e FROM jsonb_array_elements(s.parents) e LOOP
+        IF v_row ->> (p ->> 'column') IS NOT NULL THEN
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.%I p WHERE p.%I = '
+                           '(SELECT r.%I FROM jsonb_populate_record(NULL::%I.%I, $1) r) AND p.deleted_at IS NULL)',
+                           p ->> 'schema', p ->> 'table', p ->> 'ref', p ->> 'column', s.schema_name, s.table_name)
+                INTO v_ok USING v_row;
+            IF NOT v_ok THEN
+                RETURN luma.rejected(c, 'missing_parent',
+                    format('%s %s is missing or deleted', p ->> 'table', v_row ->> (p ->> 'column')));
+            END IF;
+        END IF;
+    END LOOP;
+
+    IF v_found THEN
+        EXECUTE s.update_sql USING v_keyobj, v_row, v_hlc;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n = 0 THEN
+            RETURN luma.rejected(c, 'forbidden', 'the row is not writable by this user');
+        END IF;
+    ELSE
+        EXECUTE s.insert_sql USING v_row, v_hlc;
+    END IF;
+    RETURN luma.outcome(c, 'applied');
+END
+$$;
+
+-- Push one batch: {"table","key","hlc","op","row"} changes in FK order, all in the caller's
+-- transaction. Each change runs in its own subtransaction, so a refused change is reported
+-- and the rest of the batch still applies.
+CREATE FUNCTION public.luma_push(changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = '' AS $$
+DECLARE
+    c jsonb;
+    res jsonb;
+    results jsonb[] := '{}';
+    retried boolean;
+    v_constraint text;
+    v_msg text;
+BEGIN
+    IF auth.uid() IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'luma_push needs a signed-in user';
+    END IF;
+    IF jsonb_typeof(changes) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'luma_push takes a JSON array of changes';
+    END IF;
+    FOR c IN SELECT value FROM jsonb_array_elements(changes) LOOP
+        retried := false;
+        LOOP
+            BEGIN
+                res := luma.apply_change(c);
+                EXIT;
+            EXCEPTION
+                WHEN unique_violation THEN
+                    GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME, v_msg = MESSAGE_TEXT;
+                    IF NOT retried AND v_constraint LIKE '%\_pkey' THEN
+                        -- the same key was inserted by a transaction that committed meanwhile
+                        retried := true;
+                        CONTINUE;
+                    END IF;
+                    res := luma.rejected(c, CASE WHEN v_constraint LIKE '%\_pkey' THEN 'forbidden' ELSE 'conflict' END, v_msg);
+                    EXIT;
+                WHEN insufficient_privilege THEN
+                    GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+                    res := luma.rejected(c, 'forbidden', v_msg);
+                    EXIT;
+                WHEN foreign_key_violation THEN
+                    GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+                    res := luma.rejected(c, 'missing_parent', v_msg);
+                    EXIT;
+                WHEN check_violation OR not_null_violation OR data_exception OR datatype_mismatch
+                     OR invalid_parameter_value THEN
+                    GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+                    res := luma.rejected(c, 'invalid', v_msg);
+                    EXIT;
+            END;
+        END LOOP;
+        results := results || res;
+    END LOOP;
+    RETURN to_jsonb(results);
+END
+$$;
+
+-- The upper bound of one pull cycle.
+CREATE FUNCTION public.luma_watermark() RETURNS text
+LANGUAGE sql STABLE SECURITY INVOKER AS $$
+    SELECT pg_snapshot_xmin(pg_current_snapshot())::text
+$$;
+
+-- One page of one table after a cursor ("<xid>:<seq>", null = from the start), below the
+-- watermark (never above the current snapshot xmin).
+CREATE FUNCTION public.luma_pull(p_table text, p_cursor text, p_limit integer, p_watermark text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = '' AS $$
+DECLARE
+    s luma.sync_tables;
+    v_xid xid8 := '0';
+    v_seq bigint := 0;
+    v_wm xid8 := pg_snapshot_xmin(pg_current_snapshot());
+    v_lim integer := least(greatest(coalesce(p_limit, 1000), 1), 10000);
+    res jsonb;
+BEGIN
+    IF auth.uid() IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'luma_pull needs a signed-in user';
+    END IF;
+    SELECT * INTO s FROM luma.sync_tables WHERE table_name = p_table;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('unknown table %s', p_table);
+    END IF;
+    BEGIN
+        IF p_cursor IS NOT NULL THEN
+            v_xid := split_part(p_cursor, ':', 1)::xid8;
+            v_seq := split_part(p_cursor, ':', 2)::bigint;
+        END IF;
+        IF p_watermark IS NOT NULL AND p_watermark::xid8 < v_wm THEN
+            v_wm := p_watermark::xid8;
+        END IF;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'malformed cursor or watermark';
+    END;
+    IF p_cursor IS NOT NULL AND (v_xid, v_seq) < (s.purged_xid, s.purged_seq) THEN
+        RETURN jsonb_build_object('rows', '[]'::jsonb, 'cursor', NULL, 'has_more', false, 'resync_required', true);
+    END IF;
+    EXECUTE format($q$
+        WITH page AS (
+            SELECT t.change_xid, t.change_seq, %s AS k, t.hlc, t.deleted_at IS NOT NULL AS deleted,
+                   CASE WHEN t.deleted_at IS NULL THEN %s END AS r
+            FROM %I.%I t
+            WHERE (t.change_xid, t.change_seq) > ($1, $2) AND t.change_xid < $3
+            ORDER BY t.change_xid, t.change_seq
+            LIMIT $4 + 1
+        ), num AS (
+            SELECT p.*, row_number() OVER (ORDER BY p.change_xid, p.change_seq) AS rn FROM page p
+        )
+        SELECT jsonb_build_object(
+            'rows', coalesce(jsonb_agg(jsonb_build_object('key', k, 'hlc', hlc, 'deleted', deleted, 'row', r)
+                                       ORDER BY rn) FILTER (WHERE rn <= $4), '[]'::jsonb),
+            'cursor', coalesce((array_agg(change_xid::text || ':' || change_seq::text ORDER BY rn DESC)
+                                FILTER (WHERE rn <= $4))[1], $5),
+            'has_more', count(*) > $4,
+            'resync_required', false)
+        FROM num
+    $q$, s.key_expr, s.row_expr, s.schema_name, s.table_name)
+    INTO res USING v_xid, v_seq, v_wm, v_lim, p_cursor;
+    RETURN res;
+END
+$$;
+
+-- Join a venue by its share code; answers {"venue_id": ...}.
+CREATE FUNCTION public.luma_join_venue(p_code text) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    u uuid := auth.uid();
+    v uuid;
+    v_owner uuid;
+BEGIN
+    IF u IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'luma_join_venue needs a signed-in user';
+    END IF;
+    SELECT id, uid INTO v, v_owner FROM public.venues WHERE share_code = p_code AND deleted_at IS NULL;
+    IF v IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = 'no venue has this share code';
+    END IF;
+    IF v_owner <> u THEN
+        INSERT INTO public.venue_members (venue_id, user_id) VALUES (v, u) ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN jsonb_build_object('venue_id', v);
+END
+$$;
+
+-- Leave a venue; answers {"left": true|false}.
+CREATE FUNCTION public.luma_leave_venue(p_venue uuid) RETURNS jsonb
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = '' AS $$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM public.venue_members WHERE venue_id = p_venue AND user_id = auth.uid();
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN jsonb_build_object('left', n > 0);
+END
+$$;
+
+-- Hard-deletes tombstones older than the horizon (children first) and records, per table, the
+-- newest purged position: a pull with an older cursor answers resync_required.
+-- Answers {"<table>": purged count, ...}. Service role only.
+CREATE FUNCTION public.luma_purge_tombstones(p_horizon interval) RETURNS jsonb
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = '' AS $$
+DECLARE
+    s luma.sync_tables;
+    n bigint;
+    top record;
+    counts jsonb := '{}';
+BEGIN
+    FOR s IN SELECT * FROM luma.sync_tables ORDER BY ord DESC LOOP
+        EXECUTE format($q$
+            WITH d AS (DELETE FROM %I.%I t WHERE t.deleted_at IS NOT NULL AND t.deleted_at < now() - $1
+                       RETURNING t.change_xid, t.change_seq)
+            SELECT (SELECT count(*) FROM d) AS n,
+                   (SELECT change_xid FROM d ORDER BY change_xid DESC, change_seq DESC LIMIT 1) AS x,
+                   (SELECT change_seq FROM d ORDER BY change_xid DESC, change_seq DESC LIMIT 1) AS q
+        $q$, s.schema_name, s.table_name) INTO top USING p_horizon;
+        n := top.n;
+        IF n > 0 AND (top.x, top.q) > (s.purged_xid, s.purged_seq) THEN
+            UPDATE luma.sync_tables SET purged_xid = top.x, purged_seq = top.q WHERE table_name = s.table_name;
+        END IF;
+        counts := counts || jsonb_build_object(s.table_name, n);
+    END LOOP;
+    RETURN counts;
+END
+$$;
+
+REVOKE ALL ON FUNCTION public.luma_push(jsonb), public.luma_pull(text, text, integer, text),
+    public.luma_watermark(), public.luma_join_venue(text), public.luma_leave_venue(uuid),
+    public.luma_purge_tombstones(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.luma_push(jsonb), public.luma_pull(text, text, integer, text),
+    public.luma_watermark(), public.luma_join_venue(text), public.luma_leave_venue(uuid)
+    TO authenticated, service_role;
+GRANT EXECUTE ON FUNCTION public.luma_purge_tombstones(interval) TO service_role;
