@@ -53,6 +53,17 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     FROM (SELECT extract(microseconds FROM (t AT TIME ZONE 'UTC'))::bigint AS us) x
 $$;
 
+-- A float as JSON that deserializes to the same f64 and keeps a fraction for integral values
+-- (2.0, not 2), as serde_json writes an f64: a client comparing rows sees what it pushed.
+CREATE FUNCTION luma.f8_json(x double precision) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN x = trunc(x) AND x <> 'Infinity'::float8 AND x <> '-Infinity'::float8
+            THEN (trunc(x)::numeric::text || '.0')::jsonb
+        ELSE to_jsonb(x)
+    END
+$$;
+
 -- Every insert and update (through luma_push or direct SQL) gets its change position.
 CREATE FUNCTION luma.stamp() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -142,6 +153,7 @@ DECLARE
     v_data text[];
     v_bytea text[];
     v_ts text[];
+    v_f8 text[];
     v_parents jsonb;
     v_key_expr text;
     v_row_expr text;
@@ -178,8 +190,9 @@ BEGIN
 
     SELECT array_agg(a.attname::text ORDER BY a.attnum),
            coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.atttypid = 'bytea'::regtype), '{}'),
-           coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.atttypid = 'timestamptz'::regtype), '{}')
-    INTO v_data, v_bytea, v_ts
+           coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.atttypid = 'timestamptz'::regtype), '{}'),
+           coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.atttypid = 'float8'::regtype), '{}')
+    INTO v_data, v_bytea, v_ts, v_f8
     FROM pg_attribute a
     WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
       AND a.attname NOT IN ('hlc', 'deleted_at', 'change_xid', 'change_seq');
@@ -204,7 +217,9 @@ BEGIN
     SELECT string_agg(x, ', ') INTO v_over FROM (
         SELECT format('%L, encode(t.%I, ''hex'')', c, c) AS x FROM unnest(v_bytea) c
         UNION ALL
-        SELECT format('%L, luma.ts_text(t.%I)', c, c) FROM unnest(v_ts) c) o;
+        SELECT format('%L, luma.ts_text(t.%I)', c, c) FROM unnest(v_ts) c
+        UNION ALL
+        SELECT format('%L, luma.f8_json(t.%I)', c, c) FROM unnest(v_f8) c) o;
     v_row_expr := '(to_jsonb(t) - ARRAY[''hlc'', ''deleted_at'', ''change_xid'', ''change_seq''])';
     IF v_over IS NOT NULL THEN
         v_row_expr := v_row_expr || ' || jsonb_build_object(' || v_over || ')';
