@@ -27,8 +27,19 @@ async fn one_call_makes_a_plugin_table_sync_with_venue_visibility() {
     .expect("plugin migration");
 
     let c = Uuid::new_v4();
-    let row = json!({"id": c, "venue_id": w.venue, "name": "Intro", "fade": 1.5, "steps": [{"go": 1}]});
-    let out = push(&db.pool, w.a, json!([upsert("cue_lists", &c.to_string(), &hlc(2_000, 0), row.clone())])).await;
+    let row =
+        json!({"id": c, "venue_id": w.venue, "name": "Intro", "fade": 1.5, "steps": [{"go": 1}]});
+    let out = push(
+        &db.pool,
+        w.a,
+        json!([upsert(
+            "cue_lists",
+            &c.to_string(),
+            &hlc(2_000, 0),
+            row.clone()
+        )]),
+    )
+    .await;
     assert_eq!(outcome(&out[0]), "applied", "{}", out[0]);
 
     let (rows, _) = pull_all(&db.pool, w.a, "cue_lists", None).await;
@@ -37,15 +48,32 @@ async fn one_call_makes_a_plugin_table_sync_with_venue_visibility() {
     // A stranger neither sees nor writes it; a member does both.
     let b = Uuid::new_v4();
     assert!(visible_keys(&db.pool, b, "cue_lists").await.is_empty());
-    let out = push(&db.pool, b, json!([delete("cue_lists", &c.to_string(), &hlc(3_000, 0))])).await;
+    let out = push(
+        &db.pool,
+        b,
+        json!([delete("cue_lists", &c.to_string(), &hlc(3_000, 0))]),
+    )
+    .await;
     assert_eq!((outcome(&out[0]), code(&out[0])), ("rejected", "forbidden"));
     let mut tx = user_tx(&db.pool, b).await;
-    sqlx::query("SELECT luma_join_venue($1)").bind(w.share_code).execute(&mut *tx).await.expect("join");
+    sqlx::query("SELECT luma_join_venue($1)")
+        .bind(w.share_code)
+        .execute(&mut *tx)
+        .await
+        .expect("join");
     tx.commit().await.expect("commit");
-    assert_eq!(visible_keys(&db.pool, b, "cue_lists").await, vec![c.to_string()]);
+    assert_eq!(
+        visible_keys(&db.pool, b, "cue_lists").await,
+        vec![c.to_string()]
+    );
 
     // Deleting the venue tombstones the plugin rows too (the FK was discovered).
-    let out = push(&db.pool, w.a, json!([delete("venues", &w.venue.to_string(), &hlc(4_000, 0))])).await;
+    let out = push(
+        &db.pool,
+        w.a,
+        json!([delete("venues", &w.venue.to_string(), &hlc(4_000, 0))]),
+    )
+    .await;
     assert_eq!(outcome(&out[0]), "applied");
     let (rows, _) = pull_all(&db.pool, b, "cue_lists", None).await;
     assert_eq!(rows[0]["deleted"], json!(true));

@@ -406,3 +406,96 @@ async fn purged_tombstones_make_old_cursors_resync() {
     assert_eq!(keys, expected);
     db.drop().await;
 }
+
+#[tokio::test]
+async fn large_runs_take_the_set_based_path_with_the_same_outcomes() {
+    let db = TestDb::new().await;
+    let a = Uuid::new_v4();
+    let v = Uuid::new_v4();
+    push(
+        &db.pool,
+        a,
+        json!([upsert(
+            "venues",
+            &v.to_string(),
+            &hlc(1_000, 0),
+            venue_row(v, a, "Club", None)
+        )]),
+    )
+    .await;
+    let ids: Vec<Uuid> = (0..300).map(|_| Uuid::new_v4()).collect();
+    let batch = |ms: u64, address: i64| -> serde_json::Value {
+        json!(ids
+            .iter()
+            .map(|f| upsert(
+                "fixtures",
+                &f.to_string(),
+                &hlc(ms, 0),
+                fixture_row(*f, v, address)
+            ))
+            .collect::<Vec<_>>())
+    };
+    let out = push(&db.pool, a, batch(2_000, 1)).await;
+    assert_eq!(out.len(), 300);
+    assert!(out.iter().all(|o| outcome(o) == "applied"));
+    for (o, f) in out.iter().zip(&ids) {
+        assert_eq!(o["key"], json!(f.to_string()), "outcomes in change order");
+    }
+    let before = change_pos(&db, "fixtures", ids[17]).await;
+    // Resend: applied, nothing restamped.
+    let out = push(&db.pool, a, batch(2_000, 1)).await;
+    assert!(out.iter().all(|o| outcome(o) == "applied"));
+    assert_eq!(change_pos(&db, "fixtures", ids[17]).await, before);
+    // Older: all superseded with the server row.
+    let out = push(&db.pool, a, batch(1_500, 9)).await;
+    assert!(out
+        .iter()
+        .all(|o| outcome(o) == "superseded" && o["row"]["address"] == json!(1)));
+    // Mixed: newer for even indexes, older for odd ones, in one run.
+    let mixed: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            upsert(
+                "fixtures",
+                &f.to_string(),
+                &hlc(if i % 2 == 0 { 3_000 } else { 1_000 }, 0),
+                fixture_row(*f, v, 5),
+            )
+        })
+        .collect();
+    let out = push(&db.pool, a, json!(mixed)).await;
+    for (i, o) in out.iter().enumerate() {
+        assert_eq!(
+            outcome(o),
+            if i % 2 == 0 { "applied" } else { "superseded" },
+            "{i}"
+        );
+    }
+    // One bad row in a run: the run falls back to change-by-change, only that row is refused.
+    let mut bad = batch(4_000, 6);
+    bad[150]["row"]["num_channels"] = json!(0);
+    let out = push(&db.pool, a, bad).await;
+    for (i, o) in out.iter().enumerate() {
+        if i == 150 {
+            assert_eq!((outcome(o), code(o)), ("rejected", "invalid"));
+        } else {
+            assert_eq!(outcome(o), "applied", "{i}: {o}");
+        }
+    }
+    // Another user's run is refused row by row.
+    let b = Uuid::new_v4();
+    let out = push(&db.pool, b, batch(9_000, 7)).await;
+    assert!(out
+        .iter()
+        .all(|o| outcome(o) == "rejected" && code(o) == "forbidden"));
+    let (rows, _) = pull_all(&db.pool, a, "fixtures", None).await;
+    assert_eq!(rows.len(), 300);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["row"]["address"] == json!(6))
+            .count(),
+        299
+    );
+    db.drop().await;
+}

@@ -96,6 +96,8 @@ BEGIN
 END
 $$;
 
+-- Predicates call auth.uid() and luma.my_venues() (0003) through sub-selects, so each is
+-- evaluated once per statement (an init plan / hashed sub-plan), not once per row.
 -- The visibility predicate of a registered table for row alias `alias`.
 -- kind: 'read', 'insert', 'write' (update; also the parent check of a child's writes) or 'delete'.
 CREATE FUNCTION luma.scope_pred(p_table text, p_alias text, p_kind text) RETURNS text
@@ -109,19 +111,19 @@ BEGIN
     SELECT * INTO STRICT s FROM luma.sync_tables WHERE table_name = p_table;
     CASE s.scope
     WHEN 'owner' THEN
-        RETURN format('(%I.%I = auth.uid())', p_alias, s.owner_column);
+        RETURN format('(%I.%I = (SELECT auth.uid()))', p_alias, s.owner_column);
     WHEN 'owner_or_public' THEN
         IF p_kind = 'read' THEN
-            RETURN format('(%I.%I = auth.uid() OR %I.%I)', p_alias, s.owner_column, p_alias, s.flag_column);
+            RETURN format('(%I.%I = (SELECT auth.uid()) OR %I.%I)', p_alias, s.owner_column, p_alias, s.flag_column);
         END IF;
-        RETURN format('(%I.%I = auth.uid())', p_alias, s.owner_column);
+        RETURN format('(%I.%I = (SELECT auth.uid()))', p_alias, s.owner_column);
     WHEN 'venue' THEN
         IF p_kind IN ('insert', 'delete') THEN
-            RETURN format('(%I.%I = auth.uid())', p_alias, s.owner_column);
+            RETURN format('(%I.%I = (SELECT auth.uid()))', p_alias, s.owner_column);
         END IF;
-        RETURN format('luma.is_member(%I.%I)', p_alias, s.key_cols[1]);
+        RETURN format('(%I.%I IN (SELECT luma.my_venues()))', p_alias, s.key_cols[1]);
     WHEN 'in_venue' THEN
-        RETURN format('luma.is_member(%I.%I)', p_alias, s.scope_column);
+        RETURN format('(%I.%I IN (SELECT luma.my_venues()))', p_alias, s.scope_column);
     WHEN 'parent' THEN
         SELECT e INTO STRICT p FROM jsonb_array_elements(s.parents) e WHERE e ->> 'column' = s.scope_column;
         q := format('EXISTS (SELECT 1 FROM %I.%I %I WHERE %I.%I = %I.%I', p ->> 'schema', p ->> 'table', pa,

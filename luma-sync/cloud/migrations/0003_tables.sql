@@ -35,6 +35,16 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
 $$;
 GRANT EXECUTE ON FUNCTION luma.is_member(uuid) TO authenticated, service_role;
 
+-- The venues the signed-in user owns or belongs to; policies use `x IN (SELECT luma.my_venues())`
+-- so the set is computed once per statement.
+CREATE FUNCTION luma.my_venues() RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT id FROM public.venues WHERE uid = auth.uid()
+    UNION
+    SELECT venue_id FROM public.venue_members WHERE user_id = auth.uid()
+$$;
+GRANT EXECUTE ON FUNCTION luma.my_venues() TO authenticated, service_role;
+
 CREATE TABLE public.fixtures (
     id           uuid PRIMARY KEY,
     venue_id     uuid NOT NULL REFERENCES public.venues (id) ON DELETE CASCADE,
@@ -185,10 +195,10 @@ CREATE UNIQUE INDEX fixture_groups_venue_name ON public.fixture_groups (venue_id
 -- Tracks and patterns used by a score of a venue the user belongs to are readable, so a
 -- member's local foreign keys resolve.
 CREATE POLICY luma_select_via_score ON public.tracks FOR SELECT TO authenticated USING (
-    EXISTS (SELECT 1 FROM public.scores s WHERE s.track_id = tracks.id AND luma.is_member(s.venue_id)));
+    id IN (SELECT s.track_id FROM public.scores s WHERE s.venue_id IN (SELECT luma.my_venues())));
 CREATE POLICY luma_select_via_score ON public.patterns FOR SELECT TO authenticated USING (
-    EXISTS (SELECT 1 FROM public.track_scores ts JOIN public.scores s ON s.id = ts.score_id
-            WHERE ts.pattern_id = patterns.id AND luma.is_member(s.venue_id)));
+    id IN (SELECT ts.pattern_id FROM public.track_scores ts JOIN public.scores s ON s.id = ts.score_id
+           WHERE s.venue_id IN (SELECT luma.my_venues())));
 
 -- Only the venue's owner tombstones (or restores) it or changes its share code.
 CREATE FUNCTION luma.guard_venue() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -210,7 +220,7 @@ CREATE TRIGGER luma_guard_venue BEFORE UPDATE ON public.venues
 ALTER TABLE public.venue_members ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.venue_members FORCE ROW LEVEL SECURITY;
 CREATE POLICY luma_select ON public.venue_members FOR SELECT TO authenticated
-    USING (user_id = auth.uid() OR luma.is_member(venue_id));
+    USING (user_id = (SELECT auth.uid()) OR venue_id IN (SELECT luma.my_venues()));
 CREATE POLICY luma_delete ON public.venue_members FOR DELETE TO authenticated
     USING (user_id = auth.uid()
            OR EXISTS (SELECT 1 FROM public.venues v WHERE v.id = venue_id AND v.uid = auth.uid()));

@@ -170,18 +170,174 @@ BEGIN
 END
 $$;
 
+-- Keys of `p_keys` (rows as jsonb, keyed by column) that exist in the table, whoever may see them.
+CREATE FUNCTION luma.existing_keys(p_table text, p_rows jsonb) RETURNS SETOF text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    s luma.sync_tables;
+BEGIN
+    SELECT * INTO STRICT s FROM luma.sync_tables WHERE table_name = p_table;
+    RETURN QUERY EXECUTE format(
+        'SELECT %s FROM jsonb_populate_recordset(NULL::%I.%I, $1) r JOIN %I.%I t ON %s',
+        s.key_expr, s.schema_name, s.table_name, s.schema_name, s.table_name,
+        (SELECT string_agg(format('t.%I = r.%I', k, k), ' AND ') FROM unnest(s.key_cols) k)) USING p_rows;
+END
+$$;
+GRANT EXECUTE ON FUNCTION luma.existing_keys(text, jsonb) TO authenticated, service_role;
+
+-- Set-based path for a run of upserts of one single-key table with distinct keys: a handful of
+-- statements for the whole run. Raises SQLSTATE 'LU001' when the run needs the per-change path
+-- (anything unusual: a refusal, a blob column, a missing parent, an invisible existing row);
+-- luma_push then replays the run change by change (the subtransaction has rolled back).
+CREATE FUNCTION luma.push_run(p_table text, p_run jsonb) RETURNS jsonb
+LANGUAGE plpgsql SET search_path = '' AS $$
+DECLARE
+    s luma.sync_tables;
+    k text;
+    v_rows jsonb;
+    v_existing jsonb;
+    v_bad boolean;
+    v_dup boolean;
+    p jsonb;
+    v_cols text;
+    v_rcols text;
+    v_expected bigint;
+    n bigint;
+    res jsonb;
+BEGIN
+    SELECT * INTO s FROM luma.sync_tables WHERE table_name = p_table;
+    IF NOT FOUND OR cardinality(s.key_cols) <> 1 OR cardinality(s.bytea_cols) > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'LU001', MESSAGE = 'per-change path';
+    END IF;
+    k := s.key_cols[1];
+    SELECT bool_or(NOT (c ->> 'hlc' ~ '^[0-9]{15}-[0-9]{6}-[0-9a-f]{16}$'
+                        AND jsonb_typeof(c -> 'row') = 'object'
+                        AND c -> 'row' ->> k IS NOT DISTINCT FROM c ->> 'key'
+                        AND c ->> 'key' IS NOT NULL)),
+           count(DISTINCT c ->> 'key') <> count(*),
+           jsonb_agg(c -> 'row' ORDER BY o)
+    INTO v_bad, v_dup, v_rows
+    FROM jsonb_array_elements(p_run) WITH ORDINALITY e(c, o);
+    IF v_bad OR v_dup THEN
+        RAISE EXCEPTION USING ERRCODE = 'LU001', MESSAGE = 'per-change path';
+    END IF;
+
+    -- Current server state of the keys (locked), keyed by record key.
+    EXECUTE format(
+        'SELECT coalesce(jsonb_object_agg(x.k, jsonb_build_object(''hlc'', x.hlc, ''deleted'', x.deleted, ''row'', x.r)), ''{}'') '
+        'FROM (SELECT %s AS k, t.hlc, t.deleted_at IS NOT NULL AS deleted, %s AS r '
+        '      FROM %I.%I t WHERE t.%I IN (SELECT r.%I FROM jsonb_populate_recordset(NULL::%I.%I, $1) r) FOR UPDATE OF t) x',
+        s.key_expr, s.row_expr, s.schema_name, s.table_name, k, k, s.schema_name, s.table_name)
+        INTO v_existing USING v_rows;
+
+    -- A key that exists but is invisible to the caller: let the per-change path report it.
+    IF EXISTS (SELECT 1 FROM luma.existing_keys(s.table_name, v_rows) ek WHERE NOT v_existing ? ek) THEN
+        RAISE EXCEPTION USING ERRCODE = 'LU001', MESSAGE = 'per-change path';
+    END IF;
+
+    -- Every parent of a row to write is live and visible.
+    FOR p IN SELECT e FROM jsonb_array_elements(s.parents) e LOOP
+        EXECUTE format(
+            'SELECT EXISTS (SELECT 1 FROM jsonb_populate_recordset(NULL::%I.%I, $1) r '
+            'WHERE r.%I IS NOT NULL AND NOT EXISTS (SELECT 1 FROM %I.%I p WHERE p.%I = r.%I AND p.deleted_at IS NULL))',
+            s.schema_name, s.table_name, p ->> 'column', p ->> 'schema', p ->> 'table', p ->> 'ref', p ->> 'column')
+            INTO v_bad USING v_rows;
+        IF v_bad THEN
+            RAISE EXCEPTION USING ERRCODE = 'LU001', MESSAGE = 'per-change path';
+        END IF;
+    END LOOP;
+
+    SELECT string_agg(format('%I', c), ', '), string_agg(format('r.%I', c), ', ')
+    INTO v_cols, v_rcols FROM unnest(s.data_cols) c;
+
+    -- New keys.
+    EXECUTE format(
+        'INSERT INTO %I.%I (%s, hlc) '
+        'SELECT %s, e.c ->> ''hlc'' FROM jsonb_array_elements($1) e(c) '
+        'CROSS JOIN LATERAL jsonb_populate_record(NULL::%I.%I, e.c -> ''row'') r WHERE NOT $2 ? (e.c ->> ''key'')',
+        s.schema_name, s.table_name, v_cols, v_rcols, s.schema_name, s.table_name) USING p_run, v_existing;
+
+    -- Existing keys with an older stamp.
+    SELECT count(*) INTO v_expected FROM jsonb_array_elements(p_run) e(c)
+    WHERE v_existing ? (c ->> 'key') AND (v_existing -> (c ->> 'key') ->> 'hlc') COLLATE "C" < (c ->> 'hlc') COLLATE "C";
+    IF v_expected > 0 THEN
+        EXECUTE format(
+            'UPDATE %I.%I t SET (%s) = (%s), hlc = x.h, deleted_at = NULL '
+            'FROM (SELECT e.c ->> ''hlc'' AS h, r.* FROM jsonb_array_elements($1) e(c) '
+            '      CROSS JOIN LATERAL jsonb_populate_record(NULL::%I.%I, e.c -> ''row'') r '
+            '      WHERE $2 ? (e.c ->> ''key'') AND ($2 -> (e.c ->> ''key'') ->> ''hlc'') COLLATE "C" < (e.c ->> ''hlc'') COLLATE "C") x '
+            'WHERE t.%I = x.%I',
+            s.schema_name, s.table_name, v_cols,
+            (SELECT string_agg(format('x.%I', c), ', ') FROM unnest(s.data_cols) c),
+            s.schema_name, s.table_name, k, k) USING p_run, v_existing;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n <> v_expected THEN
+            RAISE EXCEPTION USING ERRCODE = 'LU001', MESSAGE = 'per-change path';
+        END IF;
+    END IF;
+
+    SELECT jsonb_agg(
+        CASE WHEN v_existing ? (c ->> 'key')
+                  AND (v_existing -> (c ->> 'key') ->> 'hlc') COLLATE "C" > (c ->> 'hlc') COLLATE "C"
+             THEN luma.outcome(c, 'superseded') || jsonb_build_object(
+                      'hlc', v_existing -> (c ->> 'key') -> 'hlc',
+                      'deleted', v_existing -> (c ->> 'key') -> 'deleted',
+                      'row', CASE WHEN (v_existing -> (c ->> 'key') ->> 'deleted')::boolean THEN 'null'::jsonb
+                                  ELSE v_existing -> (c ->> 'key') -> 'row' END)
+             ELSE luma.outcome(c, 'applied') END
+        ORDER BY o)
+    INTO res FROM jsonb_array_elements(p_run) WITH ORDINALITY e(c, o);
+    RETURN res;
+END
+$$;
+
+-- One change through the per-change path, refusals turned into outcomes.
+CREATE FUNCTION luma.push_one(c jsonb) RETURNS jsonb
+LANGUAGE plpgsql SET search_path = '' AS $$
+DECLARE
+    res jsonb;
+    retried boolean := false;
+    v_constraint text;
+    v_msg text;
+BEGIN
+    LOOP
+        BEGIN
+            RETURN luma.apply_change(c);
+        EXCEPTION
+            WHEN unique_violation THEN
+                GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME, v_msg = MESSAGE_TEXT;
+                IF NOT retried AND v_constraint LIKE '%\_pkey' THEN
+                    -- the same key was inserted by a transaction that committed meanwhile
+                    retried := true;
+                    CONTINUE;
+                END IF;
+                RETURN luma.rejected(c, CASE WHEN v_constraint LIKE '%\_pkey' THEN 'forbidden' ELSE 'conflict' END, v_msg);
+            WHEN insufficient_privilege THEN
+                GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+                RETURN luma.rejected(c, 'forbidden', v_msg);
+            WHEN foreign_key_violation THEN
+                GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+                RETURN luma.rejected(c, 'missing_parent', v_msg);
+            WHEN check_violation OR not_null_violation OR data_exception OR datatype_mismatch
+                 OR invalid_parameter_value THEN
+                GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+                RETURN luma.rejected(c, 'invalid', v_msg);
+        END;
+    END LOOP;
+END
+$$;
+
 -- Push one batch: {"table","key","hlc","op","row"} changes in FK order, all in the caller's
--- transaction. Each change runs in its own subtransaction, so a refused change is reported
--- and the rest of the batch still applies.
+-- transaction. Consecutive upserts of one table go through the set-based path; anything it
+-- cannot take runs change by change, each in its own subtransaction, so a refused change is
+-- reported and the rest of the batch still applies.
 CREATE FUNCTION public.luma_push(changes jsonb) RETURNS jsonb
 LANGUAGE plpgsql SECURITY INVOKER SET search_path = '' AS $$
 DECLARE
-    c jsonb;
-    res jsonb;
+    r record;
+    v_out jsonb;
     results jsonb[] := '{}';
-    retried boolean;
-    v_constraint text;
-    v_msg text;
+    v_c jsonb;
 BEGIN
     IF auth.uid() IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'luma_push needs a signed-in user';
@@ -189,38 +345,37 @@ BEGIN
     IF jsonb_typeof(changes) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'luma_push takes a JSON array of changes';
     END IF;
-    FOR c IN SELECT value FROM jsonb_array_elements(changes) LOOP
-        retried := false;
-        LOOP
+    -- Runs of consecutive upserts of one table (one pass over the array: a large jsonb value
+    -- is detoasted once, not once per element).
+    FOR r IN
+        WITH e AS (
+            SELECT o, x.ch, x.ch ->> 'table' AS t, x.ch ->> 'op' AS op,
+                   lag(x.ch ->> 'table') OVER (ORDER BY o) AS prev_t, lag(x.ch ->> 'op') OVER (ORDER BY o) AS prev_op
+            FROM jsonb_array_elements(changes) WITH ORDINALITY x(ch, o)
+        ), g AS (
+            SELECT o, ch, t, sum(CASE WHEN op = 'upsert' AND prev_op = 'upsert' AND t = prev_t THEN 0 ELSE 1 END)
+                              OVER (ORDER BY o) AS run
+            FROM e
+        )
+        SELECT min(t) AS t, jsonb_agg(ch ORDER BY o) AS cs, count(*) AS n FROM g GROUP BY run ORDER BY run
+    LOOP
+        v_out := NULL;
+        IF r.n > 1 THEN
             BEGIN
-                res := luma.apply_change(c);
-                EXIT;
-            EXCEPTION
-                WHEN unique_violation THEN
-                    GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME, v_msg = MESSAGE_TEXT;
-                    IF NOT retried AND v_constraint LIKE '%\_pkey' THEN
-                        -- the same key was inserted by a transaction that committed meanwhile
-                        retried := true;
-                        CONTINUE;
-                    END IF;
-                    res := luma.rejected(c, CASE WHEN v_constraint LIKE '%\_pkey' THEN 'forbidden' ELSE 'conflict' END, v_msg);
-                    EXIT;
-                WHEN insufficient_privilege THEN
-                    GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
-                    res := luma.rejected(c, 'forbidden', v_msg);
-                    EXIT;
-                WHEN foreign_key_violation THEN
-                    GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
-                    res := luma.rejected(c, 'missing_parent', v_msg);
-                    EXIT;
-                WHEN check_violation OR not_null_violation OR data_exception OR datatype_mismatch
-                     OR invalid_parameter_value THEN
-                    GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
-                    res := luma.rejected(c, 'invalid', v_msg);
-                    EXIT;
+                v_out := luma.push_run(r.t, r.cs);
+            EXCEPTION WHEN SQLSTATE 'LU001' OR unique_violation OR insufficient_privilege OR foreign_key_violation
+                           OR check_violation OR not_null_violation OR data_exception OR datatype_mismatch
+                           OR invalid_parameter_value THEN
+                v_out := NULL;
             END;
-        END LOOP;
-        results := results || res;
+        END IF;
+        IF v_out IS NULL THEN
+            FOR v_c IN SELECT x.e FROM jsonb_array_elements(r.cs) WITH ORDINALITY x(e, o) ORDER BY o LOOP
+                results := results || luma.push_one(v_c);
+            END LOOP;
+        ELSE
+            results := results || ARRAY(SELECT x.e FROM jsonb_array_elements(v_out) WITH ORDINALITY x(e, o) ORDER BY o);
+        END IF;
     END LOOP;
     RETURN to_jsonb(results);
 END
