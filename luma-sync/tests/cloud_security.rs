@@ -464,6 +464,24 @@ async fn a_removed_or_leaving_member_loses_access() {
     assert_eq!(n, 1);
     tx.commit().await.expect("commit");
 
+    // B's memberships no longer list the venue; C's still do.
+    let memberships = |user: Uuid| {
+        let pool = db.pool.clone();
+        async move {
+            let mut tx = user_tx(&pool, user).await;
+            let (m,): (serde_json::Value,) = sqlx::query_as("SELECT luma_memberships()")
+                .fetch_one(&mut *tx)
+                .await
+                .expect("memberships");
+            tx.commit().await.expect("commit");
+            m
+        }
+    };
+    assert_eq!(memberships(b).await, json!([]));
+    assert_eq!(memberships(c).await[0]["venue_id"], json!(w.venue));
+    assert_eq!(memberships(c).await[0]["role"], json!("member"));
+    assert_eq!(memberships(w.a).await[0]["role"], json!("owner"));
+
     // C leaves.
     let mut tx = user_tx(&db.pool, c).await;
     let (left,): (serde_json::Value,) = sqlx::query_as("SELECT luma_leave_venue($1)")

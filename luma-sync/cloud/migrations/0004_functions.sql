@@ -480,6 +480,23 @@ BEGIN
 END
 $$;
 
+-- The venues the signed-in user owns or belongs to:
+-- [{"venue_id", "role": "owner"|"member"|"editor", "joined_at"}], ordered by venue id.
+-- Visibility changes (join, leave, removal by the owner) show up here; a client that sees its
+-- set change runs a full resync (pull from null) so rows it gained arrive and rows it lost go.
+CREATE FUNCTION public.luma_memberships() RETURNS jsonb
+LANGUAGE sql STABLE SECURITY INVOKER SET search_path = '' AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object('venue_id', m.venue_id, 'role', m.role, 'joined_at', luma.ts_text(m.joined_at))
+                              ORDER BY m.venue_id), '[]'::jsonb)
+    FROM (
+        SELECT v.id AS venue_id, 'owner' AS role, v.created_at AS joined_at
+        FROM public.venues v WHERE v.uid = (SELECT auth.uid()) AND v.deleted_at IS NULL
+        UNION ALL
+        SELECT vm.venue_id, vm.role, vm.joined_at
+        FROM public.venue_members vm WHERE vm.user_id = (SELECT auth.uid())
+    ) m
+$$;
+
 -- Hard-deletes tombstones older than the horizon (children first) and records, per table, the
 -- newest purged position: a pull with an older cursor answers resync_required.
 -- Answers {"<table>": purged count, ...}. Service role only.
@@ -511,8 +528,8 @@ $$;
 
 REVOKE ALL ON FUNCTION public.luma_push(jsonb), public.luma_pull(text, text, integer, text),
     public.luma_watermark(), public.luma_join_venue(text), public.luma_leave_venue(uuid),
-    public.luma_purge_tombstones(interval) FROM PUBLIC;
+    public.luma_memberships(), public.luma_purge_tombstones(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.luma_push(jsonb), public.luma_pull(text, text, integer, text),
-    public.luma_watermark(), public.luma_join_venue(text), public.luma_leave_venue(uuid)
-    TO authenticated, service_role;
+    public.luma_watermark(), public.luma_join_venue(text), public.luma_leave_venue(uuid),
+    public.luma_memberships() TO authenticated, service_role;
 GRANT EXECUTE ON FUNCTION public.luma_purge_tombstones(interval) TO service_role;
