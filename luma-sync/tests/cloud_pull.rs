@@ -255,3 +255,88 @@ async fn a_transaction_that_commits_late_is_never_skipped() {
     );
     db.drop().await;
 }
+
+#[tokio::test]
+async fn a_child_waits_for_its_parent_when_the_parent_moved_above_the_watermark() {
+    let db = TestDb::new().await;
+    let a = Uuid::new_v4();
+    let (v, f) = (Uuid::new_v4(), Uuid::new_v4());
+    push(
+        &db.pool,
+        a,
+        json!([
+            upsert(
+                "venues",
+                &v.to_string(),
+                &hlc(1_000, 0),
+                venue_row(v, a, "Club", None)
+            ),
+            upsert(
+                "fixtures",
+                &f.to_string(),
+                &hlc(1_000, 0),
+                fixture_row(f, v, 1)
+            ),
+        ]),
+    )
+    .await;
+    settled_watermark(&db.pool, a).await;
+
+    // An unrelated transaction stays open, holding the watermark back ...
+    let mut open = db.connection().await;
+    sqlx::query("BEGIN").execute(&mut open).await.unwrap();
+    sign_in(&mut open, a).await;
+    let t = Uuid::new_v4();
+    push_in(
+        &mut open,
+        json!([upsert(
+            "tracks",
+            &t.to_string(),
+            &hlc(1_000, 0),
+            track_row(t, a, TS)
+        )]),
+    )
+    .await;
+    // ... while the venue changes and commits: its current version is now above the watermark.
+    push(
+        &db.pool,
+        a,
+        json!([upsert(
+            "venues",
+            &v.to_string(),
+            &hlc(2_000, 0),
+            venue_row(v, a, "Renamed", None)
+        )]),
+    )
+    .await;
+
+    // A fresh client pulls parents first: the venue is not served yet, so neither is the fixture.
+    let wm = watermark(&db.pool, a).await;
+    // The scenario is real: the fixture itself is below the watermark, the venue above it.
+    let (fixture_below, venue_above): (bool, bool) = sqlx::query_as(
+        "SELECT (SELECT change_xid < $1::xid8 FROM public.fixtures), (SELECT change_xid >= $1::xid8 FROM public.venues)",
+    )
+    .bind(&wm)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(fixture_below && venue_above);
+    let venues = pull_page(&db.pool, a, "venues", None, 100, Some(&wm)).await;
+    assert_eq!(venues["rows"], json!([]));
+    let fixtures = pull_page(&db.pool, a, "fixtures", None, 100, Some(&wm)).await;
+    assert_eq!(
+        fixtures["rows"],
+        json!([]),
+        "a child without its parent: {fixtures}"
+    );
+    assert_eq!(fixtures["has_more"], json!(false));
+    assert_eq!(fixtures["cursor"], json!(null));
+
+    sqlx::query("COMMIT").execute(&mut open).await.unwrap();
+    open.close().await.ok();
+    let (venues, _) = pull_all(&db.pool, a, "venues", None).await;
+    assert_eq!(venues[0]["row"]["name"], json!("Renamed"));
+    let (fixtures, _) = pull_all(&db.pool, a, "fixtures", None).await;
+    assert_eq!(fixtures.len(), 1);
+    db.drop().await;
+}

@@ -398,6 +398,7 @@ DECLARE
     v_seq bigint := 0;
     v_wm xid8 := pg_snapshot_xmin(pg_current_snapshot());
     v_lim integer := least(greatest(coalesce(p_limit, 1000), 1), 10000);
+    v_parents_ok text;
     res jsonb;
 BEGIN
     IF auth.uid() IS NULL THEN
@@ -421,26 +422,39 @@ BEGIN
     IF p_cursor IS NOT NULL AND (v_xid, v_seq) < (s.purged_xid, s.purged_seq) THEN
         RETURN jsonb_build_object('rows', '[]'::jsonb, 'cursor', NULL, 'has_more', false, 'resync_required', true);
     END IF;
+    -- A row whose parent's current version is at or above the watermark is not served yet: the
+    -- page stops before it (has_more = false) and a later cycle serves the parent, then the row.
+    -- So the rows of one watermark form a consistent cut (no child without its parent).
+    SELECT coalesce(string_agg(format(
+               'NOT EXISTS (SELECT 1 FROM %I.%I p WHERE p.%I = t.%I AND p.change_xid >= $3)',
+               e ->> 'schema', e ->> 'table', e ->> 'ref', e ->> 'column'), ' AND '), 'true')
+    INTO v_parents_ok FROM jsonb_array_elements(s.parents) e;
     EXECUTE format($q$
         WITH page AS (
             SELECT t.change_xid, t.change_seq, %s AS k, t.hlc, t.deleted_at IS NOT NULL AS deleted,
-                   CASE WHEN t.deleted_at IS NULL THEN %s END AS r
+                   CASE WHEN t.deleted_at IS NULL THEN %s END AS r, %s AS ok
             FROM %I.%I t
             WHERE (t.change_xid, t.change_seq) > ($1, $2) AND t.change_xid < $3
             ORDER BY t.change_xid, t.change_seq
             LIMIT $4 + 1
         ), num AS (
             SELECT p.*, row_number() OVER (ORDER BY p.change_xid, p.change_seq) AS rn FROM page p
+        ), cut AS (
+            SELECT least(coalesce(min(rn) FILTER (WHERE NOT ok), $4 + 1), $4 + 1) AS stop,
+                   bool_or(NOT ok) FILTER (WHERE rn <= $4) AS stalled,
+                   count(*) > $4 AS more
+            FROM num
         )
         SELECT jsonb_build_object(
             'rows', coalesce(jsonb_agg(jsonb_build_object('key', k, 'hlc', hlc, 'deleted', deleted, 'row', r)
-                                       ORDER BY rn) FILTER (WHERE rn <= $4), '[]'::jsonb),
+                                       ORDER BY rn) FILTER (WHERE rn < cut.stop), '[]'::jsonb),
             'cursor', coalesce((array_agg(change_xid::text || ':' || change_seq::text ORDER BY rn DESC)
-                                FILTER (WHERE rn <= $4))[1], $5),
-            'has_more', count(*) > $4,
+                                FILTER (WHERE rn < cut.stop))[1], $5),
+            'has_more', cut.more AND NOT coalesce(cut.stalled, false),
             'resync_required', false)
-        FROM num
-    $q$, s.key_expr, s.row_expr, s.schema_name, s.table_name)
+        FROM cut LEFT JOIN num ON true
+        GROUP BY cut.stop, cut.stalled, cut.more
+    $q$, s.key_expr, s.row_expr, v_parents_ok, s.schema_name, s.table_name)
     INTO res USING v_xid, v_seq, v_wm, v_lim, p_cursor;
     RETURN res;
 END
