@@ -23,11 +23,14 @@ BEGIN
 END
 $$;
 
-CREATE SCHEMA IF NOT EXISTS auth;
-GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
-
+-- On Supabase the auth schema and its functions exist and belong to another role: grant only
+-- on what this file creates.
 DO $$
 BEGIN
+    IF to_regnamespace('auth') IS NULL THEN
+        CREATE SCHEMA auth;
+        GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
+    END IF;
     IF to_regprocedure('auth.uid()') IS NULL THEN
         CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $f$
             SELECT coalesce(
@@ -35,6 +38,7 @@ BEGIN
                 (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')
             )::uuid
         $f$;
+        GRANT EXECUTE ON FUNCTION auth.uid() TO anon, authenticated, service_role;
     END IF;
     IF to_regprocedure('auth.role()') IS NULL THEN
         CREATE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS $f$
@@ -43,6 +47,7 @@ BEGIN
                 (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role')
             )::text
         $f$;
+        GRANT EXECUTE ON FUNCTION auth.role() TO anon, authenticated, service_role;
     END IF;
     IF to_regprocedure('auth.jwt()') IS NULL THEN
         CREATE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $f$
@@ -51,9 +56,9 @@ BEGIN
                 nullif(current_setting('request.jwt.claims', true), '')
             )::jsonb
         $f$;
+        GRANT EXECUTE ON FUNCTION auth.jwt() TO anon, authenticated, service_role;
     END IF;
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION auth.uid(), auth.role(), auth.jwt() TO anon, authenticated, service_role;
 GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
