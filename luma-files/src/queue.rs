@@ -463,6 +463,7 @@ impl Queue {
         error: &str,
         now: i64,
         max_attempts: i64,
+        base_backoff_ms: i64,
     ) -> Result<TransferState, FilesError> {
         let attempts: i64 = sqlx::query_scalar(
             "UPDATE luma_file_transfers SET attempts = attempts + 1 WHERE id = ? \
@@ -479,7 +480,9 @@ impl Queue {
             return Ok(TransferState::Rejected);
         }
         let exp = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
-        let backoff = (1000i64 << exp).min(10 * 60 * 1000);
+        let backoff = base_backoff_ms
+            .saturating_mul(1i64 << exp)
+            .min(10 * 60 * 1000);
         self.set_state(
             id,
             "state = 'pending'",

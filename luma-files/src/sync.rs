@@ -34,6 +34,9 @@ pub struct FileSyncConfig {
     pub max_attempts: i64,
     /// Transfers taken per [`FileSync::run_once`] (default 16).
     pub batch: i64,
+    /// Backoff after the first transient failure; doubles per attempt up to 10 minutes
+    /// (default 1 s).
+    pub retry_base: Duration,
 }
 
 impl FileSyncConfig {
@@ -45,6 +48,7 @@ impl FileSyncConfig {
             max_art_bytes: 10 * 1024 * 1024,
             max_attempts: 8,
             batch: 16,
+            retry_base: Duration::from_secs(1),
         }
     }
 }
@@ -739,7 +743,13 @@ impl FileSync {
             None => {
                 self.inner
                     .queue
-                    .fail_transient(&t.id, &msg, now, self.inner.config.max_attempts)
+                    .fail_transient(
+                        &t.id,
+                        &msg,
+                        now,
+                        self.inner.config.max_attempts,
+                        i64::try_from(self.inner.config.retry_base.as_millis()).unwrap_or(i64::MAX),
+                    )
                     .await?
             }
         };
