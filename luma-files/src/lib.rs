@@ -12,6 +12,31 @@
 //! * [`FileSync`] keeps a persistent transfer queue in `luma.db` (album art, full-resolution
 //!   waveforms), streams transfers, verifies downloads before they land, and publishes
 //!   progress and events. Audio and stem files are registered locally and never uploaded.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use luma_files::{BlobStore, FileSync, FileSyncConfig, MemoryBlobStore};
+//! use luma_model::Track;
+//! use luma_store::Store;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let blobs: Arc<dyn BlobStore> = Arc::new(MemoryBlobStore::new());
+//! let store = Store::open_in_memory().await?;
+//! let files = FileSync::open(store, blobs, FileSyncConfig::new(dir.path().join("files"))).await?;
+//!
+//! let track = Track::new("Intro");
+//! files.store().tracks().create(&track).await?;
+//! let cover = dir.path().join("cover.png");
+//! std::fs::write(&cover, b"\x89PNG\r\n\x1a\n...pixels...").unwrap();
+//! let key = files.set_album_art(track.id, &cover).await?; // the record now carries `key`
+//! assert_eq!(files.progress().borrow().uploads_pending, 1);
+//! files.run_until_idle().await?; // uploads it
+//! assert!(files.transfers().await?.is_empty());
+//! # let _ = key;
+//! # Ok::<(), luma_files::FilesError>(())
+//! # }).unwrap();
+//! ```
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![warn(clippy::print_stdout, clippy::print_stderr)]

@@ -487,16 +487,21 @@ impl FileSync {
     pub async fn scan(&self) -> Result<usize, FilesError> {
         let mut queued = 0;
         let now = now_ms();
-        for t in self.inner.store.tracks().list().await? {
-            let Some(r) = t.album_art_ref.as_deref() else {
-                continue;
-            };
+        // Only the columns needed (never the full-resolution waveform blobs).
+        let arts: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT id, album_art_ref, album_art_mime, album_art_path FROM tracks \
+             WHERE album_art_ref IS NOT NULL",
+        )
+        .fetch_all(self.inner.store.reader_pool())
+        .await
+        .map_err(FilesError::queue("listing album art references"))?;
+        for (id, r, mime, art_path) in arts {
             let Ok(key) = r.parse::<BlobKey>() else {
-                tracing::warn!(track = %t.id, r, "ignoring a malformed album_art_ref");
+                tracing::warn!(track = %id, r, "ignoring a malformed album_art_ref");
                 continue;
             };
-            let want = self.art_path(&key, t.album_art_mime.as_deref());
-            let have = match t.album_art_path.as_deref() {
+            let want = self.art_path(&key, mime.as_deref());
+            let have = match art_path.as_deref() {
                 None => false,
                 Some(p) => {
                     let p = Path::new(p);
@@ -506,13 +511,13 @@ impl FileSync {
             };
             if have
                 || self
-                    .upload_pending(AssetKind::AlbumArt, "tracks", &t.id.to_string())
+                    .upload_pending(AssetKind::AlbumArt, "tracks", &id)
                     .await?
             {
                 continue;
             }
             if self
-                .already_queued(AssetKind::AlbumArt, "tracks", &t.id.to_string(), &key)
+                .already_queued(AssetKind::AlbumArt, "tracks", &id, &key)
                 .await?
             {
                 continue;
@@ -525,9 +530,9 @@ impl FileSync {
                         kind: AssetKind::AlbumArt,
                         blob_key: key.to_string(),
                         record_table: "tracks",
-                        record_key: t.id.to_string(),
+                        record_key: id,
                         local_path: want,
-                        content_type: t.album_art_mime.clone(),
+                        content_type: mime,
                         size: None,
                     },
                     now,
@@ -535,20 +540,20 @@ impl FileSync {
                 .await?;
             queued += 1;
         }
-        for w in self.inner.store.track_waveforms().list().await? {
-            let Some(r) = w.full_ref.as_deref() else {
-                continue;
-            };
+        let waves: Vec<(String, String)> = sqlx::query_as(
+            "SELECT track_id, full_ref FROM track_waveforms WHERE full_ref IS NOT NULL \
+             AND full_samples IS NULL AND full_colors IS NULL AND full_bands IS NULL",
+        )
+        .fetch_all(self.inner.store.reader_pool())
+        .await
+        .map_err(FilesError::queue("listing waveform references"))?;
+        for (rk, r) in waves {
             let Ok(key) = r.parse::<BlobKey>() else {
                 continue;
             };
-            let rk = w.track_id.to_string();
-            let have =
-                w.full_samples.is_some() || w.full_colors.is_some() || w.full_bands.is_some();
-            if have
-                || self
-                    .upload_pending(AssetKind::WaveformFull, "track_waveforms", &rk)
-                    .await?
+            if self
+                .upload_pending(AssetKind::WaveformFull, "track_waveforms", &rk)
+                .await?
                 || self
                     .already_queued(AssetKind::WaveformFull, "track_waveforms", &rk, &key)
                     .await?
