@@ -451,6 +451,16 @@ impl Queue {
         Ok(done.rows_affected() > 0)
     }
 
+    pub(crate) async fn set_size(&self, id: &str, size: u64) -> Result<(), FilesError> {
+        sqlx::query("UPDATE luma_file_transfers SET size = ? WHERE id = ?")
+            .bind(i64::try_from(size).unwrap_or(i64::MAX))
+            .bind(id)
+            .execute(self.store.writer_pool())
+            .await
+            .map_err(FilesError::queue("recording a transfer's size"))?;
+        Ok(())
+    }
+
     pub(crate) async fn mark_active(&self, id: &str, now: i64) -> Result<bool, FilesError> {
         self.set_state(id, "state = 'active'", None, now, None)
             .await

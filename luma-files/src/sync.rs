@@ -233,9 +233,6 @@ impl FileSync {
     async fn publish(&self) -> Result<(), FilesError> {
         let c = self.inner.queue.counts().await?;
         let pending = c.uploads + c.downloads;
-        if pending == 0 {
-            self.inner.moved.store(0, Ordering::Relaxed);
-        }
         let done = self.inner.moved.load(Ordering::Relaxed);
         self.inner.progress.send_replace(FileProgress {
             uploads_pending: c.uploads,
@@ -246,6 +243,15 @@ impl FileSync {
             bytes_total: done + c.bytes,
         });
         Ok(())
+    }
+
+    /// Queues a transfer; when the queue was idle, byte counters start a new round.
+    async fn enqueue(&self, t: NewTransfer) -> Result<String, FilesError> {
+        let c = self.inner.queue.counts().await?;
+        if c.uploads + c.downloads == 0 {
+            self.inner.moved.store(0, Ordering::Relaxed);
+        }
+        self.inner.queue.enqueue(t, now_ms()).await
     }
 
     fn progress_fn(&self) -> ProgressFn {
@@ -345,22 +351,17 @@ impl FileSync {
         t.album_art_mime = Some(image.mime().to_string());
         t.album_art_ref = Some(key.to_string());
         self.inner.store.tracks().update(&t).await?;
-        self.inner
-            .queue
-            .enqueue(
-                NewTransfer {
-                    direction: Direction::Upload,
-                    kind: AssetKind::AlbumArt,
-                    blob_key: key.to_string(),
-                    record_table: "tracks",
-                    record_key: track.to_string(),
-                    local_path: path,
-                    content_type: Some(image.mime().into()),
-                    size: Some(size),
-                },
-                now_ms(),
-            )
-            .await?;
+        self.enqueue(NewTransfer {
+            direction: Direction::Upload,
+            kind: AssetKind::AlbumArt,
+            blob_key: key.to_string(),
+            record_table: "tracks",
+            record_key: track.to_string(),
+            local_path: path,
+            content_type: Some(image.mime().into()),
+            size: Some(size),
+        })
+        .await?;
         self.publish().await?;
         Ok(key)
     }
@@ -382,22 +383,17 @@ impl FileSync {
             w.full_ref = Some(key.to_string());
             self.inner.store.track_waveforms().update(&w).await?;
         }
-        self.inner
-            .queue
-            .enqueue(
-                NewTransfer {
-                    direction: Direction::Upload,
-                    kind: AssetKind::WaveformFull,
-                    blob_key: key.to_string(),
-                    record_table: "track_waveforms",
-                    record_key: track.to_string(),
-                    local_path: path,
-                    content_type: Some("application/octet-stream".into()),
-                    size: Some(blob.len() as u64),
-                },
-                now_ms(),
-            )
-            .await?;
+        self.enqueue(NewTransfer {
+            direction: Direction::Upload,
+            kind: AssetKind::WaveformFull,
+            blob_key: key.to_string(),
+            record_table: "track_waveforms",
+            record_key: track.to_string(),
+            local_path: path,
+            content_type: Some("application/octet-stream".into()),
+            size: Some(blob.len() as u64),
+        })
+        .await?;
         self.publish().await?;
         Ok(key)
     }
@@ -486,7 +482,6 @@ impl FileSync {
     /// whose `full_ref` has no local full-resolution data. Returns how many were queued.
     pub async fn scan(&self) -> Result<usize, FilesError> {
         let mut queued = 0;
-        let now = now_ms();
         // Only the columns needed (never the full-resolution waveform blobs).
         let arts: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT id, album_art_ref, album_art_mime, album_art_path FROM tracks \
@@ -522,22 +517,17 @@ impl FileSync {
             {
                 continue;
             }
-            self.inner
-                .queue
-                .enqueue(
-                    NewTransfer {
-                        direction: Direction::Download,
-                        kind: AssetKind::AlbumArt,
-                        blob_key: key.to_string(),
-                        record_table: "tracks",
-                        record_key: id,
-                        local_path: want,
-                        content_type: mime,
-                        size: None,
-                    },
-                    now,
-                )
-                .await?;
+            self.enqueue(NewTransfer {
+                direction: Direction::Download,
+                kind: AssetKind::AlbumArt,
+                blob_key: key.to_string(),
+                record_table: "tracks",
+                record_key: id,
+                local_path: want,
+                content_type: mime,
+                size: None,
+            })
+            .await?;
             queued += 1;
         }
         let waves: Vec<(String, String)> = sqlx::query_as(
@@ -560,22 +550,17 @@ impl FileSync {
             {
                 continue;
             }
-            self.inner
-                .queue
-                .enqueue(
-                    NewTransfer {
-                        direction: Direction::Download,
-                        kind: AssetKind::WaveformFull,
-                        blob_key: key.to_string(),
-                        record_table: "track_waveforms",
-                        record_key: rk,
-                        local_path: self.waveform_path(&key),
-                        content_type: None,
-                        size: None,
-                    },
-                    now,
-                )
-                .await?;
+            self.enqueue(NewTransfer {
+                direction: Direction::Download,
+                kind: AssetKind::WaveformFull,
+                blob_key: key.to_string(),
+                record_table: "track_waveforms",
+                record_key: rk,
+                local_path: self.waveform_path(&key),
+                content_type: None,
+                size: None,
+            })
+            .await?;
             queued += 1;
         }
         if queued > 0 {
@@ -652,6 +637,7 @@ impl FileSync {
             .await?;
         for t in due {
             self.inner.queue.mark_active(&t.id, now_ms()).await?;
+            let moved_before = self.inner.moved.load(Ordering::Relaxed);
             let result = match t.direction {
                 Direction::Upload => self.do_upload(&t).await,
                 Direction::Download => self.do_download(&t).await,
@@ -667,6 +653,8 @@ impl FileSync {
                     let _ = self.inner.events.send(event);
                 }
                 Err(e) => {
+                    // The bytes of a failed attempt will move again: do not count them twice.
+                    self.inner.moved.store(moved_before, Ordering::Relaxed);
                     let terminal = self.record_failure(&t, &e).await?;
                     if terminal {
                         summary.failed += 1;
@@ -793,6 +781,12 @@ impl FileSync {
     async fn do_download(&self, t: &Transfer) -> Result<FileEvent, FilesError> {
         let key: BlobKey = t.blob_key.parse()?;
         let dest = PathBuf::from(&t.local_path);
+        if t.size.is_none() {
+            // Learn the size first so progress has a total (and a 404 costs no body).
+            let meta = self.inner.blobs.head(&t.blob_key).await?;
+            self.inner.queue.set_size(&t.id, meta.size).await?;
+            self.publish().await?;
+        }
         download_verified(&*self.inner.blobs, &key, &dest, Some(self.progress_fn())).await?;
         match t.kind {
             AssetKind::AlbumArt => {

@@ -709,3 +709,70 @@ async fn background_loop_fetches_after_a_record_arrives_and_stops_on_shutdown() 
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn progress_counts_files_and_bytes() {
+    let blobs = MemoryBlobStore::new();
+    let faulty = FaultyStore::new(blobs.clone());
+    let shared: Arc<dyn BlobStore> = Arc::new(faulty.clone());
+    let a = Device::new(shared.clone()).await;
+    let b = Device::new(shared.clone()).await;
+    let mut total = 0u64;
+    let mut ids = vec![];
+    for i in 0..3u8 {
+        let art = jpeg(i, 100_000 * (i as usize + 1));
+        total += art.len() as u64;
+        let name = format!("c{i}.jpg");
+        std::fs::write(a.path(&name), &art).unwrap();
+        let t = new_track(&a, &name).await;
+        a.sync.set_album_art(t.id, &a.path(&name)).await.unwrap();
+        ids.push(t.id);
+    }
+    let p = *a.sync.progress().borrow();
+    assert_eq!((p.uploads_pending, p.files_pending), (3, 3));
+    assert_eq!((p.bytes_done, p.bytes_total), (0, total));
+    // A failed attempt's bytes are not counted twice.
+    faulty.inject(Op::Put, Fault::BreakAfter(50_000));
+    let mut snapshots = a.sync.progress();
+    let collector = tokio::spawn(async move {
+        let mut seen = vec![];
+        while snapshots.changed().await.is_ok() {
+            let p = *snapshots.borrow();
+            seen.push(p);
+            if p.files_pending == 0 {
+                break;
+            }
+        }
+        seen
+    });
+    let first = a.sync.run_once().await.unwrap();
+    assert_eq!((first.retrying, first.uploaded), (1, 2));
+    let id = a.sync.transfers().await.unwrap()[0].id.clone();
+    a.sync.retry(&id).await.unwrap();
+    assert_eq!(a.sync.run_until_idle().await.unwrap().uploaded, 1);
+    let seen = collector.await.unwrap();
+    let last = *seen.last().unwrap();
+    assert_eq!(last.files_pending, 0);
+    assert_eq!((last.bytes_done, last.bytes_total), (total, total));
+    assert!(
+        seen.iter().all(|p| p.bytes_done <= p.bytes_total),
+        "{seen:?}"
+    );
+    assert!(seen
+        .iter()
+        .any(|p| p.bytes_done > 0 && p.bytes_done < total));
+
+    for id in &ids {
+        deliver_track(&a, &b, *id).await;
+    }
+    b.sync.scan().await.unwrap();
+    assert_eq!(b.sync.progress().borrow().downloads_pending, 3);
+    b.sync.run_until_idle().await.unwrap();
+    let p = *b.sync.progress().borrow();
+    assert_eq!(p.files_pending, 0);
+    assert_eq!(
+        (p.bytes_done, p.bytes_total),
+        (total, total),
+        "download sizes are learnt before the bytes move"
+    );
+}
