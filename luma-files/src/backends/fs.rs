@@ -14,13 +14,16 @@ use crate::error::BlobError;
 use crate::hash::validate_key;
 
 const TMP_DIR: &str = ".tmp";
+/// Temp files older than this are leftovers of a crash.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Blobs as files under `root` (a key's `/` separators become directories).
 ///
 /// A put writes a temp file under `root/.tmp`, fsyncs it, then links it into place
 /// (`IfAbsent`: a hard link, which fails atomically if the key exists) or renames it over the
-/// old file (`Overwrite`), then fsyncs the directory. A crash leaves at most a temp file, which
-/// the next [`FsBlobStore::new`] removes.
+/// old file (`Overwrite`), then fsyncs the directory. A failed or cancelled put removes its temp
+/// file; a crash leaves at most one, which a later [`FsBlobStore::new`] removes once it is an
+/// hour old (several processes may share a root).
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
     root: PathBuf,
@@ -49,7 +52,17 @@ impl FsBlobStore {
             .await
             .map_err(BlobError::io(format!("listing {}", tmp.display())))?;
         while let Ok(Some(e)) = entries.next_entry().await {
-            let _ = tokio::fs::remove_file(e.path()).await;
+            // Only stale ones: another process may be writing into a shared root right now.
+            let stale = e
+                .metadata()
+                .await
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_TEMP);
+            if stale {
+                let _ = tokio::fs::remove_file(e.path()).await;
+            }
         }
         Ok(Self { root })
     }
@@ -133,10 +146,17 @@ impl BlobStore for FsBlobStore {
                 Ok(()) => PutOutcome::Stored { size },
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => PutOutcome::AlreadyExists,
                 Err(e) => {
-                    return Err(BlobError::Io {
-                        context: format!("linking into {}", dest.display()),
-                        source: e,
-                    })
+                    // File systems without hard links: check, then rename (not atomic against
+                    // a racing put of the same key, harmless for content-addressed keys).
+                    tracing::debug!(error = %e, "hard link failed; falling back to rename");
+                    if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+                        PutOutcome::AlreadyExists
+                    } else {
+                        tokio::fs::rename(&tmp, &dest)
+                            .await
+                            .map_err(BlobError::io(format!("renaming into {}", dest.display())))?;
+                        PutOutcome::Stored { size }
+                    }
                 }
             },
         };
