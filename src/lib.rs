@@ -10,7 +10,7 @@
 //! | [`model`]  | `luma-model` | always            | records, typed ids, `Record`/`Syncable`, the HLC |
 //! | `store`    | `luma-store` | `store` (default) | `luma.db`: migrations, repositories, the outbox  |
 //! | `sync`     | `luma-sync`  | `sync`            | the sync engine (skeleton for now)               |
-//! | `files`    | `luma-files` | `files`           | binary asset sync (skeleton for now)             |
+//! | `files`    | `luma-files` | `files`           | blob stores, file transfer queue, album art      |
 //!
 //! The [`prelude`] re-exports the types most code touches.
 //!
