@@ -61,31 +61,6 @@ pub(crate) fn bind_all<'q>(
     Ok(q)
 }
 
-/// Binds the non-key columns, then the key columns (the order of `TableSql::update`).
-pub(crate) fn bind_update<'q>(
-    mut q: SqliteQuery<'q>,
-    spec: &TableSpec,
-    row: &Row,
-) -> Result<SqliteQuery<'q>> {
-    for c in spec.columns.iter().filter(|c| !spec.is_key(c.name)) {
-        q = bind_value(q, spec, c.name, c.kind, row.get(c.name))?;
-    }
-    bind_key(q, spec, row)
-}
-
-/// Binds the key columns of `row`.
-pub(crate) fn bind_key<'q>(
-    mut q: SqliteQuery<'q>,
-    spec: &TableSpec,
-    row: &Row,
-) -> Result<SqliteQuery<'q>> {
-    for k in spec.key {
-        let kind = spec.column(k).map(|c| c.kind).unwrap_or(ColumnKind::Text);
-        q = bind_value(q, spec, k, kind, row.get(*k))?;
-    }
-    Ok(q)
-}
-
 /// Binds the parts of a record key (as text, which is how keys are stored).
 pub(crate) fn bind_key_parts<'q>(
     mut q: SqliteQuery<'q>,

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use luma_model::{Record, RecordKey, Row, TableSpec};
 use sqlx::SqliteConnection;
 
-use crate::bind::{bind_all, bind_key_parts, bind_update};
+use crate::bind::{bind_all, bind_key_parts};
 use crate::error::{Result, StoreError};
 use crate::schema::{quote, read_row, TableSql};
 use crate::store::Store;
@@ -229,7 +229,7 @@ pub(crate) async fn update<T: Record>(
     record: &T,
 ) -> Result<()> {
     let row = row_of(record, true)?;
-    let done = bind_update(sqlx::query(&sql.update), &sql.spec, &row)?
+    let done = bind_all(sqlx::query(&sql.update), &sql.spec, &row)?
         .execute(conn)
         .await
         .map_err(StoreError::write(T::SPEC.name))?;

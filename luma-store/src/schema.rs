@@ -102,7 +102,7 @@ pub struct TableSql {
     pub insert: String,
     /// INSERT OR REPLACE-like upsert with one bound parameter per column.
     pub upsert: String,
-    /// UPDATE of all non-key columns, parameters: non-key columns then key columns.
+    /// UPDATE of all non-key columns; parameters ?1..?N are all columns in spec order.
     pub update: String,
     /// The record key of a row as SQL, given the row alias (`NEW`, `OLD`, or a table alias).
     pub key_expr_new: String,
@@ -142,18 +142,52 @@ impl TableSql {
                     .join(", ")
             )
         };
+        // Parameters ?1..?N are the columns in spec order (numbered, so the key columns and
+        // the new values can be used twice). `updated_at` only moves when a synced column
+        // really changes, so an edit of local-only columns stays local (no op, no new stamp).
+        let n = |name: &str| {
+            spec.columns
+                .iter()
+                .position(|c| c.name == name)
+                .map(|i| i + 1)
+                .unwrap_or(0)
+        };
+        let changed: Vec<String> = spec
+            .columns
+            .iter()
+            .filter(|c| !c.local_only && !spec.is_key(c.name) && c.name != "updated_at")
+            .map(|c| format!("{} IS NOT ?{}", quote(c.name), n(c.name)))
+            .collect();
+        let changed = if changed.is_empty() {
+            "0".to_string()
+        } else {
+            changed.join(" OR ")
+        };
+        let mut sets: Vec<String> = non_key
+            .iter()
+            .map(|c| {
+                if *c == "updated_at" {
+                    format!(
+                        "\"updated_at\" = CASE WHEN {changed} THEN ?{} ELSE \"updated_at\" END",
+                        n(c)
+                    )
+                } else {
+                    format!("{} = ?{}", quote(c), n(c))
+                }
+            })
+            .collect();
+        if sets.is_empty() {
+            // Nothing to change but the statement must still find the row.
+            sets.push(format!("{0} = {0}", key_cols[0]));
+        }
         let update = format!(
-            "UPDATE {t} SET {} WHERE {key_where}",
-            if non_key.is_empty() {
-                // Nothing to change but the statement must still find the row.
-                format!("{0} = {0}", key_cols[0])
-            } else {
-                non_key
-                    .iter()
-                    .map(|c| format!("{} = ?", quote(c)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
+            "UPDATE {t} SET {} WHERE {}",
+            sets.join(", "),
+            spec.key
+                .iter()
+                .map(|k| format!("{} = ?{}", quote(k), n(k)))
+                .collect::<Vec<_>>()
+                .join(" AND ")
         );
         Ok(Self {
             select_columns: cols.join(", "),
