@@ -1,5 +1,6 @@
 //! The sync API of the store: push payloads, applying pulled pages with their cursor,
 //! settling push outcomes, cursors, the clock, discard and adoption.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use luma_model::{
     Fixture, FixtureGroup, FixtureGroupMember, Hlc, OpKind, Record, RecordKey, SiteId, UserId,

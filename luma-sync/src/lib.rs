@@ -1,1 +1,36 @@
-//! placeholder
+//! The Luma sync engine: keeps a local-first `luma.db` ([`luma_store::Store`]) and a cloud copy
+//! in step.
+//!
+//! - [`Local`] and [`Remote`] are the two seams, with their contracts in rustdoc; the store
+//!   implements [`Local`]; remotes implement [`Remote`] (the wire protocol is in this crate's
+//!   `PROTOCOL.md`).
+//! - [`SyncEngine`] pulls (per table, parents first, one watermark per cycle, each page applied
+//!   with its cursor in one transaction), then pushes (pending ops in foreign-key order, in
+//!   batches, outcomes recorded in one transaction), with backoff, token refresh, a status
+//!   [`tokio::sync::watch`] and change notifications.
+//! - `MemoryRemote` (feature `testing`) is an in-memory server with the cloud's semantics and
+//!   fault injection, for property tests.
+//!
+//! Conflicts resolve per row by last writer wins on the hybrid logical clock; deletes are
+//! writes; a parent delete tombstones its children on the server, so "parent delete wins".
+#![warn(missing_docs)]
+
+mod engine;
+mod error;
+mod local;
+#[cfg(feature = "testing")]
+pub mod memory;
+mod remote;
+mod status;
+mod token;
+
+pub use engine::{Backoff, CycleReport, PullReport, PushReport, SyncConfig, SyncEngine};
+pub use error::{Result, SyncError};
+pub use local::Local;
+#[cfg(feature = "testing")]
+pub use memory::{Call, Fault, FaultConfig, MemoryRemote, RemoteStats};
+pub use remote::{
+    Change, ChangeOutcome, Outcome, PullPage, PullRequest, RejectCode, Remote, RemoteRow, Watermark,
+};
+pub use status::{Phase, Progress, SyncStatus, TablesChanged};
+pub use token::{AccessToken, StaticToken, TokenProvider};
