@@ -562,7 +562,26 @@ impl<L: Local, R: Remote> Core<L, R> {
                     }
                 });
             }
+            // A delete of ours lost to a newer upsert: the record is back, and children of it
+            // that earlier pulls skipped (their parent was missing here) must be pulled again.
+            let mut revived: Vec<String> = Vec::new();
+            for (r, s) in rows.iter().zip(&settle) {
+                if let Settlement::Superseded { remote, .. } = s {
+                    if r.op.kind == luma_model::OpKind::Delete
+                        && !remote.deleted
+                        && !revived.contains(&r.op.table)
+                    {
+                        revived.push(r.op.table.clone());
+                    }
+                }
+            }
             let settled = self.local.settle_push(&settle).await?;
+            if !revived.is_empty() {
+                let specs = self.local.synced_tables()?;
+                let stale = descendants(&specs, &revived);
+                let names: Vec<&str> = stale.iter().map(String::as_str).collect();
+                self.local.reset_cursors(user, &names).await?;
+            }
             report.applied += settled.completed;
             report.superseded += settled.applied.superseded.len() as u64;
             report.rejected += settled.rejected;
@@ -668,6 +687,23 @@ impl<L: Local, R: Remote> Core<L, R> {
         }
         self.set_phase(Phase::Stopped);
     }
+}
+
+/// Tables below any of `roots` (not the roots themselves), from parents-first `specs`.
+fn descendants(specs: &[luma_model::TableSpec], roots: &[String]) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for s in specs {
+        if roots.iter().any(|r| r == s.name) {
+            continue;
+        }
+        if s.parents
+            .iter()
+            .any(|p| roots.iter().any(|r| r == p.table) || found.iter().any(|f| f == p.table))
+        {
+            found.push(s.name.to_string());
+        }
+    }
+    found
 }
 
 fn merge_apply(mut a: ApplyReport, b: ApplyReport) -> ApplyReport {
