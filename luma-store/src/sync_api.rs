@@ -646,6 +646,45 @@ impl Store {
         Ok(out)
     }
 
+    /// After a full re-pull of `table` (the server said the cursor was older than its
+    /// tombstone horizon): removes local rows whose key the full pull did not return (`keep`)
+    /// and that have no pending op, with their children (orphaned child ops are dropped and
+    /// reported), in one transaction, without creating ops.
+    pub async fn remove_unreturned(&self, table: &str, keep: &[RecordKey]) -> Result<ApplyReport> {
+        let sql = self.table(table)?;
+        let spec = sql.spec;
+        let keys: Vec<&str> = keep.iter().map(RecordKey::as_str).collect();
+        let json = serde_json::to_string(&keys).map_err(|e| bad_op_row(e.to_string()))?;
+        let mut report = ApplyReport::default();
+        let mut tx = self.begin_write().await?;
+        set_guard(&mut tx, true).await?;
+        let done = sqlx::query(&format!(
+            "DELETE FROM {t} WHERE rowid IN (SELECT x.rowid FROM {t} x \
+             WHERE {k} NOT IN (SELECT value FROM json_each(?1)) \
+             AND NOT EXISTS (SELECT 1 FROM sync_outbox o WHERE o.tbl = ?2 AND o.pk = {k}))",
+            t = quote(spec.name),
+            k = crate::schema::key_expr(&spec, "x"),
+        ))
+        .bind(json)
+        .bind(spec.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::write(spec.name))?;
+        report.deleted = done.rows_affected();
+        if report.deleted > 0 {
+            report.note_changed(spec.name);
+            report.orphaned = self.sweep_orphans(&mut tx, spec.name).await?;
+            for d in self.descendant_tables(spec.name)? {
+                report.note_changed(d.name);
+            }
+        }
+        set_guard(&mut tx, false).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::sql("removing rows the server no longer has"))?;
+        Ok(report)
+    }
+
     /// Records the outcomes of one push in one transaction: applied ops are removed,
     /// superseded ones are removed and the server's state applied, rejected ones are kept
     /// and marked, transient failures get their retry time. An op whose record was edited

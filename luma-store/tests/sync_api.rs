@@ -541,3 +541,36 @@ async fn adoption_fills_owner_without_new_ops() {
     let rows = store.read_push_rows(&after).await.unwrap();
     assert_eq!(rows[0].row.as_ref().unwrap()["uid"], user.to_string());
 }
+
+#[tokio::test]
+async fn rows_a_full_repull_did_not_return_are_removed_unless_pending() {
+    let store = Store::open_in_memory().await.unwrap();
+    let user = UserId::new();
+    let (a, b, c) = (Venue::new("a"), Venue::new("b"), Venue::new("c"));
+    let fb = Fixture::new(b.id, 1, 1, 1);
+    store
+        .apply_pulled_page(
+            user,
+            "venues",
+            &[pulled(&a, stamp(1)), pulled(&b, stamp(1))],
+            Some("1"),
+        )
+        .await
+        .unwrap();
+    store
+        .apply_pulled_page(user, "fixtures", &[pulled(&fb, stamp(1))], Some("2"))
+        .await
+        .unwrap();
+    store.venues().create(&c).await.unwrap(); // pending: kept
+    let r = store
+        .remove_unreturned("venues", &[a.key().unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(r.deleted, 1);
+    assert!(r.changed_tables.contains(&"fixtures".to_string()));
+    assert!(store.venues().find(b.id).await.unwrap().is_none());
+    assert_eq!(store.fixtures().count().await.unwrap(), 0);
+    assert!(store.venues().find(a.id).await.unwrap().is_some());
+    assert!(store.venues().find(c.id).await.unwrap().is_some());
+    assert_eq!(store.outbox().pending_count().await.unwrap(), 1);
+}

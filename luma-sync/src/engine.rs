@@ -391,6 +391,8 @@ impl<L: Local, R: Remote> Core<L, R> {
             let table = spec.name;
             let mut cursor = self.local.cursor(user, table).await?;
             let mut resynced = false;
+            // Keys returned by a full re-pull (after `resync_required`).
+            let mut returned: Option<Vec<luma_model::RecordKey>> = None;
             loop {
                 let request = PullRequest {
                     table: table.to_string(),
@@ -410,7 +412,16 @@ impl<L: Local, R: Remote> Core<L, R> {
                     self.local.reset_cursors(user, &[table]).await?;
                     cursor = None;
                     resynced = true;
+                    returned = Some(Vec::new());
                     continue;
+                }
+                if let Some(keys) = returned.as_mut() {
+                    keys.extend(
+                        page.rows
+                            .iter()
+                            .filter(|r| !r.deleted)
+                            .map(|r| r.key.clone()),
+                    );
                 }
                 let applied = self
                     .local
@@ -444,6 +455,12 @@ impl<L: Local, R: Remote> Core<L, R> {
                 if !page.has_more {
                     break;
                 }
+            }
+            if let Some(keys) = returned {
+                let removed = self.local.remove_unreturned(table, &keys).await?;
+                tracing::info!(table, removed = removed.deleted, "full re-pull done");
+                self.notify(&removed.changed_tables);
+                report.apply = merge_apply(std::mem::take(&mut report.apply), removed);
             }
         }
         let purged = self.local.purge_discarded().await?;

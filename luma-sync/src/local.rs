@@ -2,7 +2,7 @@
 //! [`luma_store::Store`].
 
 use async_trait::async_trait;
-use luma_model::{OpId, PendingOp, TableSpec, UserId};
+use luma_model::{OpId, PendingOp, RecordKey, TableSpec, UserId};
 use luma_store::{ApplyReport, DiscardReport, PushRow, SettleReport, Settlement, Store};
 use tokio::sync::watch;
 
@@ -60,6 +60,9 @@ pub trait Local: Send + Sync + 'static {
     ) -> Result<ApplyReport>;
     /// Removes discarded rows a complete pull did not restore.
     async fn purge_discarded(&self) -> Result<ApplyReport>;
+    /// After a full re-pull of `table`: removes rows without pending ops whose key the pull
+    /// did not return, with their children, in one transaction.
+    async fn remove_unreturned(&self, table: &str, keep: &[RecordKey]) -> Result<ApplyReport>;
     /// Ops that failed at least once (rejected or waiting for a retry).
     async fn pending_errors(&self) -> Result<Vec<PendingOp>>;
     /// Makes an op due now again.
@@ -122,6 +125,9 @@ impl Local for Store {
     }
     async fn purge_discarded(&self) -> Result<ApplyReport> {
         Ok(Store::purge_discarded(self).await?)
+    }
+    async fn remove_unreturned(&self, table: &str, keep: &[RecordKey]) -> Result<ApplyReport> {
+        Ok(Store::remove_unreturned(self, table, keep).await?)
     }
     async fn pending_errors(&self) -> Result<Vec<PendingOp>> {
         Ok(self.outbox().errors().await?)

@@ -143,6 +143,7 @@ struct State {
     scripted: VecDeque<(Call, Fault)>,
     stats: RemoteStats,
     issued: u64,
+    horizon: u64,
 }
 
 /// An in-memory remote with the semantics of the cloud SQL (`PROTOCOL.md`): per-row last
@@ -197,6 +198,7 @@ impl MemoryRemote {
                 scripted: VecDeque::new(),
                 stats: RemoteStats::default(),
                 issued: 0,
+                horizon: 0,
             })),
         }
     }
@@ -248,6 +250,29 @@ impl MemoryRemote {
     /// Queues one fault for the next call of kind `call` (before any random fault).
     pub fn inject(&self, call: Call, fault: Fault) {
         self.lock().scripted.push_back((call, fault));
+    }
+
+    /// Purges every tombstone written so far (as the server's horizon job would): clients
+    /// whose cursor is older than now are told `resync_required` on their next pull.
+    pub fn purge_tombstones(&self) {
+        let mut s = self.lock();
+        let horizon = s.seq;
+        s.horizon = horizon;
+        for t in s.tables.values_mut() {
+            let dead: Vec<String> = t
+                .entries
+                .iter()
+                .filter(|(_, v)| v.last().is_some_and(|v| v.deleted && v.seq <= horizon))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in dead {
+                if let Some(versions) = t.entries.remove(&k) {
+                    for v in versions {
+                        t.changes.remove(&v.seq);
+                    }
+                }
+            }
+        }
     }
 
     /// Counters.
@@ -599,6 +624,14 @@ impl Remote for MemoryRemote {
                 .transpose()?
                 .unwrap_or(0);
             let upto = parse(&request.watermark.0)?;
+            if request.cursor.is_some() && after < s.horizon {
+                return Ok(PullPage {
+                    rows: Vec::new(),
+                    cursor: None,
+                    has_more: false,
+                    resync_required: true,
+                });
+            }
             let mut rows = Vec::new();
             let mut last = None;
             let mut has_more = false;

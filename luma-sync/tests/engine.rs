@@ -417,3 +417,39 @@ async fn ops_of_another_user_are_never_pushed_with_this_token() {
     assert_eq!(left[0].user_id, Some(alice));
     assert_eq!(left[0].kind, OpKind::Upsert);
 }
+
+#[tokio::test]
+async fn a_cursor_older_than_the_tombstone_horizon_triggers_a_full_resync_that_keeps_pending_ops() {
+    let remote = luma_sync::MemoryRemote::new();
+    let user = UserId::new();
+    let a = device(&remote, user).await;
+    let b = device(&remote, user).await;
+    let (gone, kept) = (Venue::new("gone"), Venue::new("kept"));
+    a.local().venues().create(&gone).await.unwrap();
+    a.local().venues().create(&kept).await.unwrap();
+    a.local()
+        .fixtures()
+        .create(&Fixture::new(gone.id, 1, 1, 1))
+        .await
+        .unwrap();
+    settle(&[&a, &b]).await;
+    // b has an unpushed edit when the horizon passes it by.
+    let mut edit = b.local().venues().get(kept.id).await.unwrap();
+    edit.description = "pending on b".into();
+    b.local().venues().update(&edit).await.unwrap();
+    a.local().venues().delete(gone.id).await.unwrap();
+    a.sync_now().await.unwrap();
+    remote.purge_tombstones();
+    let r = b.pull().await.unwrap();
+    assert!(r.apply.deleted >= 1, "{r:?}");
+    assert!(b.local().venues().find(gone.id).await.unwrap().is_none());
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 0);
+    assert_eq!(
+        b.local().venues().get(kept.id).await.unwrap().description,
+        "pending on b"
+    );
+    assert_eq!(b.local().outbox().pending_count().await.unwrap(), 1);
+    settle(&[&b, &a]).await;
+    assert_same_as_remote(&a).await;
+    assert_same_as_remote(&b).await;
+}
