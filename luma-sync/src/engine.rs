@@ -100,6 +100,9 @@ pub struct PullReport {
     pub rows: u64,
     /// What applying them did.
     pub apply: ApplyReport,
+    /// Tables the remote refused to serve (permanent error), with its message; the other
+    /// tables were pulled.
+    pub failed_tables: Vec<(String, String)>,
 }
 
 /// What one push did.
@@ -361,6 +364,12 @@ impl<L: Local, R: Remote> Core<L, R> {
             }
             .await;
             self.note_result(&result);
+            if let Ok(r) = &result {
+                if let Some((table, message)) = r.pull.failed_tables.first() {
+                    let text = format!("pulling {table} failed: {message}");
+                    self.status.send_modify(|s| s.last_error = Some(text));
+                }
+            }
             self.set_phase(Phase::Idle);
             self.refresh_counts().await;
             result
@@ -401,9 +410,20 @@ impl<L: Local, R: Remote> Core<L, R> {
                     watermark: watermark.clone(),
                 };
                 let req = &request;
-                let page = self
+                let page = match self
                     .authed(token, move |t| async move { remote.pull(&t, req).await })
-                    .await?;
+                    .await
+                {
+                    Ok(page) => page,
+                    // One table the remote refuses (for example a plugin table whose cloud
+                    // migration has not run) must not stop the others, nor the push.
+                    Err(SyncError::Permanent { message }) => {
+                        tracing::warn!(table, %message, "the remote refused to pull this table");
+                        report.failed_tables.push((table.to_string(), message));
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
                 if page.resync_required && !resynced {
                     tracing::warn!(
                         table,

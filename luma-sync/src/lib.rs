@@ -13,6 +13,32 @@
 //!
 //! Conflicts resolve per row by last writer wins on the hybrid logical clock; deletes are
 //! writes; a parent delete tombstones its children on the server, so "parent delete wins".
+//!
+//! ```
+//! # #[cfg(feature = "testing")]
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use luma_model::{UserId, Venue};
+//! use luma_store::Store;
+//! use luma_sync::{MemoryRemote, StaticToken, SyncConfig, SyncEngine};
+//!
+//! let remote = MemoryRemote::new();
+//! let user = UserId::new();
+//! let mut devices = Vec::new();
+//! for _ in 0..2 {
+//!     let store = Store::open_in_memory().await?;
+//!     store.set_current_user(Some(user)).await?;
+//!     let token = Arc::new(StaticToken(Arc::new(remote.issue_token(user))));
+//!     devices.push(SyncEngine::new(store, remote.clone(), token, SyncConfig::default()));
+//! }
+//! let venue = Venue::new("Main stage");
+//! devices[0].local().venues().create(&venue).await?;
+//! devices[0].sync_now().await?;
+//! devices[1].sync_now().await?;
+//! assert_eq!(devices[1].local().venues().get(venue.id).await?.name, "Main stage");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 #![warn(missing_docs)]
 
 mod engine;

@@ -88,3 +88,28 @@ async fn a_plugin_table_syncs_without_engine_changes() {
     assert_same_as_remote(&a).await;
     assert_same_as_remote(&b).await;
 }
+
+#[tokio::test]
+async fn a_plugin_table_the_remote_does_not_know_does_not_block_the_others() {
+    let remote = luma_sync::MemoryRemote::new(); // no register_table: its cloud migration did not run
+    let user = UserId::new();
+    let a = plugin_device(&remote, user).await;
+    let venue = Venue::new("Club");
+    a.local().venues().create(&venue).await.unwrap();
+    let note = CueNote {
+        id: Uuid::new_v4(),
+        venue_id: venue.id,
+        text: "x".into(),
+        draft_path: None,
+    };
+    a.local().repo::<CueNote>().create(&note).await.unwrap();
+    let r = a.sync_now().await.unwrap();
+    assert_eq!(r.pull.failed_tables.len(), 1);
+    assert_eq!((r.push.applied, r.push.rejected), (1, 1));
+    assert!(remote
+        .snapshot("venues")
+        .contains_key(&venue.key().unwrap()));
+    let errors = a.pending_errors().await.unwrap();
+    assert_eq!(errors[0].table, "plugin_cue_notes");
+    assert!(a.status().borrow().last_error.is_some());
+}
