@@ -36,6 +36,7 @@ pub mod schema;
 mod settings;
 mod state;
 mod store;
+mod sync_api;
 mod tx;
 
 pub use error::{Result, StoreError};
@@ -46,4 +47,7 @@ pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::Settings;
 pub use state::{AuthSession, StateStore, STATE_MIGRATOR};
 pub use store::{PluginMigration, Store, StoreOptions, MIGRATOR};
+pub use sync_api::{
+    ApplyReport, DiscardReport, DroppedOp, PulledRow, PushRow, SettleReport, Settlement,
+};
 pub use tx::StoreTx;

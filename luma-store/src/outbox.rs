@@ -11,7 +11,7 @@ use crate::error::{Result, StoreError};
 use crate::order::depths;
 use crate::store::Store;
 
-const OP_COLUMNS: &str =
+pub(crate) const OP_COLUMNS: &str =
     "seq, tbl, pk, hlc, kind, user_id, attempts, last_error, rejected, next_retry_ms";
 
 /// The outbox of a store. Get it with [`Store::outbox`].
@@ -26,7 +26,7 @@ impl Store {
     }
 }
 
-fn decode_op(row: &SqliteRow) -> Result<PendingOp> {
+pub(crate) fn decode_op(row: &SqliteRow) -> Result<PendingOp> {
     let bad = |message: String| StoreError::Plugin {
         table: "sync_outbox".into(),
         message,
@@ -55,7 +55,7 @@ fn decode_op(row: &SqliteRow) -> Result<PendingOp> {
 
 impl Outbox<'_> {
     /// `CASE tbl WHEN ... END` giving each registered table its foreign-key depth.
-    fn depth_case(&self) -> Result<String> {
+    pub(crate) fn depth_case(&self) -> Result<String> {
         let specs = self.store.synced_tables()?;
         let mut case = String::from("CASE tbl");
         for (name, depth) in depths(&specs) {

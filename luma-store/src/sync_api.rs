@@ -1,0 +1,979 @@
+//! The SQL the sync engine needs, behind [`Store`] methods: push payloads, applying pulled
+//! pages with their cursor in one transaction, settling push outcomes, cursors, the clock,
+//! discarding ops and adopting anonymous ops.
+//!
+//! Per-row work runs inside SQLite (`json_each` over a page handed over as one JSON array), so
+//! applying a page costs a handful of statements whatever its size.
+//!
+//! Every apply runs under the apply guard (a row in `sync_apply_guard` for the length of the
+//! transaction), so the outbox triggers stay silent: pulled rows never become pending ops.
+
+use std::collections::{HashMap, HashSet};
+
+use luma_model::{Hlc, OpId, OpKind, PendingOp, RecordKey, Row, TableSpec, UserId};
+use serde::{Deserialize, Serialize};
+use sqlx::{Row as _, SqliteConnection};
+
+use crate::error::{Result, StoreError};
+use crate::outbox::{decode_op, OP_COLUMNS};
+use crate::schema::{decode, quote, read_row, TableSql};
+use crate::store::Store;
+
+/// One row of a pulled page (or the server's state returned with a superseded push outcome):
+/// the record's newest state as the server knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PulledRow {
+    /// The record's key (canonical text).
+    pub key: RecordKey,
+    /// The stamp of the write that produced this state.
+    pub hlc: Hlc,
+    /// True for a tombstone (the record was deleted).
+    pub deleted: bool,
+    /// The row's synced columns (`None` for a tombstone).
+    pub row: Option<Row>,
+}
+
+/// An op the store dropped while applying remote state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedOp {
+    /// The op.
+    pub id: OpId,
+    /// Its table.
+    pub table: String,
+    /// Its record.
+    pub key: RecordKey,
+    /// Its stamp.
+    pub hlc: Hlc,
+    /// Upsert or delete.
+    pub kind: OpKind,
+}
+
+/// What applying remote rows did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Rows inserted or overwritten.
+    pub upserted: u64,
+    /// Rows deleted by tombstones (not counting cascaded children).
+    pub deleted: u64,
+    /// Rows not applied because their parent row is missing locally.
+    pub skipped_missing_parent: u64,
+    /// Local ops whose exact write the server already holds (same stamp): removed.
+    pub confirmed: u64,
+    /// Local ops a newer remote write won over: removed.
+    pub superseded: Vec<DroppedOp>,
+    /// Local upsert ops of child rows that vanished with a parent deleted by a tombstone:
+    /// removed (the parent delete wins).
+    pub orphaned: Vec<DroppedOp>,
+    /// Tables whose local rows changed.
+    pub changed_tables: Vec<String>,
+}
+
+impl ApplyReport {
+    fn merge(&mut self, other: ApplyReport) {
+        self.upserted += other.upserted;
+        self.deleted += other.deleted;
+        self.skipped_missing_parent += other.skipped_missing_parent;
+        self.confirmed += other.confirmed;
+        self.superseded.extend(other.superseded);
+        self.orphaned.extend(other.orphaned);
+        for t in other.changed_tables {
+            self.note_changed(&t);
+        }
+    }
+
+    fn note_changed(&mut self, table: &str) {
+        if !self.changed_tables.iter().any(|t| t == table) {
+            self.changed_tables.push(table.to_string());
+        }
+    }
+}
+
+/// One pending op with what to push for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushRow {
+    /// The op as read from the outbox.
+    pub op: PendingOp,
+    /// The stamp to push: the row's current stamp for an upsert (newer than `op.hlc` if the
+    /// record was edited since the op was read), the op's stamp for a delete.
+    pub hlc: Hlc,
+    /// The row's synced columns for an upsert; `None` for a delete.
+    pub row: Option<Row>,
+}
+
+/// What the server said about one pushed op, as the store records it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Settlement {
+    /// The server holds this write: the op is removed (unless the record was edited since).
+    Applied {
+        /// The op.
+        id: OpId,
+        /// The op's table.
+        table: String,
+        /// The op's record.
+        key: RecordKey,
+        /// The stamp that was pushed.
+        hlc: Hlc,
+    },
+    /// The server holds a newer write: it is applied locally and the op removed.
+    Superseded {
+        /// The op.
+        id: OpId,
+        /// The stamp that was pushed.
+        hlc: Hlc,
+        /// The op's table.
+        table: String,
+        /// The server's state of the record.
+        remote: PulledRow,
+    },
+    /// The server refused the write permanently: the op is kept, marked rejected.
+    Rejected {
+        /// The op.
+        id: OpId,
+        /// The op's table.
+        table: String,
+        /// The op's record.
+        key: RecordKey,
+        /// The stamp that was pushed.
+        hlc: Hlc,
+        /// The server's reason.
+        reason: String,
+    },
+    /// The push failed transiently: the op is due again at `next_retry_ms`.
+    Retry {
+        /// The op.
+        id: OpId,
+        /// The op's table.
+        table: String,
+        /// The op's record.
+        key: RecordKey,
+        /// The stamp that was pushed.
+        hlc: Hlc,
+        /// What went wrong.
+        error: String,
+        /// When to try again (ms since the epoch).
+        next_retry_ms: i64,
+    },
+}
+
+/// What settling push outcomes did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettleReport {
+    /// Ops removed as applied.
+    pub completed: u64,
+    /// Ops marked rejected.
+    pub rejected: u64,
+    /// Ops scheduled for a retry.
+    pub retrying: u64,
+    /// What applying the superseding remote rows did (their ops are in `superseded`).
+    pub applied: ApplyReport,
+}
+
+/// What [`Store::discard_op`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DiscardReport {
+    /// The op removed (`None` if there was no such op).
+    pub removed: Option<PendingOp>,
+    /// Tables whose cursors were reset so the next pull restores the remote version.
+    pub reset_tables: Vec<String>,
+}
+
+/// `alias.k = <pk>` for a single-column key; `alias.k1 = (<pk> ->> '$[0]') AND ...` for a
+/// composite key whose canonical text (a JSON array) is `pk`.
+fn key_match(spec: &TableSpec, alias: &str, pk: &str) -> String {
+    match spec.key {
+        [one] => format!("{alias}.{} = {pk}", quote(one)),
+        many => many
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{alias}.{} = ({pk} ->> '$[{i}]')", quote(k)))
+            .collect::<Vec<_>>()
+            .join(" AND "),
+    }
+}
+
+const J_KEY: &str = "(j.value ->> '$.\"$k\"')";
+const J_HLC: &str = "(j.value ->> '$.\"$h\"')";
+const J_DEL: &str = "(j.value ->> '$.\"$d\"')";
+
+/// The page element handed to SQLite: the row's columns plus `$k`, `$h`, `$d`.
+#[derive(Serialize)]
+struct PageElem<'a> {
+    #[serde(rename = "$k")]
+    k: &'a str,
+    #[serde(rename = "$h")]
+    h: String,
+    #[serde(rename = "$d")]
+    d: u8,
+    #[serde(flatten)]
+    row: Option<&'a Row>,
+}
+
+fn page_json(rows: &[PulledRow]) -> Result<String> {
+    let elems: Vec<PageElem<'_>> = rows
+        .iter()
+        .map(|r| PageElem {
+            k: r.key.as_str(),
+            h: r.hlc.to_string(),
+            d: u8::from(r.deleted),
+            row: if r.deleted { None } else { r.row.as_ref() },
+        })
+        .collect();
+    serde_json::to_string(&elems).map_err(|source| StoreError::Plugin {
+        table: "sync".into(),
+        message: format!("encoding a pulled page: {source}"),
+    })
+}
+
+fn bad_op_row(message: String) -> StoreError {
+    StoreError::Plugin {
+        table: "sync_outbox".into(),
+        message,
+    }
+}
+
+fn dropped(row: &sqlx::sqlite::SqliteRow) -> Result<DroppedOp> {
+    let hlc: String = row.get("hlc");
+    let kind: String = row.get("kind");
+    Ok(DroppedOp {
+        id: OpId(row.get("seq")),
+        table: row.get("tbl"),
+        key: RecordKey::from_canonical(row.get::<String, _>("pk")),
+        hlc: hlc
+            .parse()
+            .map_err(|e: luma_model::HlcParseError| bad_op_row(e.to_string()))?,
+        kind: kind.parse().map_err(bad_op_row)?,
+    })
+}
+
+async fn set_guard(conn: &mut SqliteConnection, on: bool) -> Result<()> {
+    let text = if on {
+        "INSERT OR IGNORE INTO sync_apply_guard (id) VALUES (1)"
+    } else {
+        "DELETE FROM sync_apply_guard"
+    };
+    sqlx::query(text)
+        .execute(conn)
+        .await
+        .map_err(StoreError::sql("setting the apply guard"))?;
+    Ok(())
+}
+
+async fn merge_clock_in(conn: &mut SqliteConnection, seen: Hlc) -> Result<bool> {
+    let p = i64::try_from(seen.physical_ms).unwrap_or(i64::MAX);
+    let c = i64::from(seen.counter);
+    let done = sqlx::query(
+        "UPDATE sync_clock SET physical = ?1, counter = ?2 \
+         WHERE id = 1 AND (physical < ?1 OR (physical = ?1 AND counter < ?2))",
+    )
+    .bind(p)
+    .bind(c)
+    .execute(conn)
+    .await
+    .map_err(StoreError::sql("merging a remote clock stamp"))?;
+    Ok(done.rows_affected() > 0)
+}
+
+async fn set_cursor_in(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    table: &str,
+    cursor: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sync_cursors (user_id, tbl, cursor) VALUES (?, ?, ?) \
+         ON CONFLICT (user_id, tbl) DO UPDATE SET cursor = excluded.cursor",
+    )
+    .bind(user.to_string())
+    .bind(table)
+    .bind(cursor)
+    .execute(conn)
+    .await
+    .map_err(StoreError::sql("advancing a pull cursor"))?;
+    Ok(())
+}
+
+impl Store {
+    fn registered_sql(&self, table: &str) -> Option<std::sync::Arc<TableSql>> {
+        self.table(table).ok()
+    }
+
+    /// The synced tables that reference `table`, directly or through other tables, parents
+    /// before children (not `table` itself).
+    pub fn descendant_tables(&self, table: &str) -> Result<Vec<TableSpec>> {
+        let specs = self.synced_tables()?;
+        let mut found: HashSet<&'static str> = HashSet::new();
+        let mut out = Vec::new();
+        // `specs` is parents-first, so one pass sees every ancestor before its children.
+        for s in &specs {
+            if s.name == table {
+                continue;
+            }
+            if s.parents
+                .iter()
+                .any(|p| p.table == table || found.contains(p.table))
+            {
+                found.insert(s.name);
+                out.push(*s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ops of `user` due at `now_ms` and not rejected, at most `limit`, in foreign-key order
+    /// (upserts parents first, then deletes children first). Ops of other users and anonymous
+    /// ops are never returned: one user's ops are never pushed with another user's token.
+    pub async fn next_push_batch(
+        &self,
+        user: UserId,
+        limit: usize,
+        now_ms: i64,
+    ) -> Result<Vec<PendingOp>> {
+        let depth = self.outbox().depth_case()?;
+        let text = format!(
+            "SELECT {OP_COLUMNS} FROM sync_outbox \
+             WHERE rejected = 0 AND user_id = ? AND (next_retry_ms IS NULL OR next_retry_ms <= ?) \
+             ORDER BY CASE kind WHEN 'upsert' THEN 0 ELSE 1 END, \
+                      CASE kind WHEN 'upsert' THEN {depth} ELSE -({depth}) END, seq \
+             LIMIT ?"
+        );
+        let rows = sqlx::query(&text)
+            .bind(user.to_string())
+            .bind(now_ms)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.reader_pool())
+            .await
+            .map_err(StoreError::sql("reading pending ops"))?;
+        rows.iter().map(decode_op).collect()
+    }
+
+    /// The earliest retry time (ms since the epoch) among `user`'s ops waiting for a retry
+    /// (not rejected); `None` if none waits.
+    pub async fn next_retry_ms(&self, user: UserId) -> Result<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT min(next_retry_ms) FROM sync_outbox \
+             WHERE rejected = 0 AND user_id = ? AND next_retry_ms IS NOT NULL",
+        )
+        .bind(user.to_string())
+        .fetch_one(self.reader_pool())
+        .await
+        .map_err(StoreError::sql("reading retry times"))
+    }
+
+    /// The payloads of `ops`, in the same order: for an upsert, the row's current synced
+    /// columns and stamp (local-only columns are never included); for a delete, no row.
+    /// Ops of upserts whose row no longer exists are left out (a newer delete op replaced
+    /// them). One statement per table.
+    pub async fn read_push_rows(&self, ops: &[PendingOp]) -> Result<Vec<PushRow>> {
+        let mut by_table: HashMap<&str, Vec<&str>> = HashMap::new();
+        for op in ops.iter().filter(|o| o.kind == OpKind::Upsert) {
+            by_table
+                .entry(op.table.as_str())
+                .or_default()
+                .push(op.key.as_str());
+        }
+        let mut rows: HashMap<(String, String), (Hlc, Row)> = HashMap::new();
+        for (table, keys) in by_table {
+            let sql = self.table(table)?;
+            let spec = sql.spec;
+            let cols = spec
+                .columns
+                .iter()
+                .map(|c| format!("t.{}", quote(c.name)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let text = format!(
+                "SELECT j.value AS pk, t.hlc AS hlc, {cols} FROM json_each(?1) j JOIN {} t ON {}",
+                quote(spec.name),
+                key_match(&spec, "t", "j.value")
+            );
+            let keys_json = serde_json::to_string(&keys).map_err(|e| bad_op_row(e.to_string()))?;
+            let found = sqlx::query(&text)
+                .bind(keys_json)
+                .fetch_all(self.reader_pool())
+                .await
+                .map_err(StoreError::sql("reading push payloads"))?;
+            for r in &found {
+                let pk: String = r.get("pk");
+                let hlc: Option<String> = r.get("hlc");
+                let Some(hlc) = hlc.and_then(|h| h.parse::<Hlc>().ok()) else {
+                    // A row without a stamp was never written through the store: skip it.
+                    continue;
+                };
+                let row = read_row(&spec, r, 2, true)?;
+                rows.insert((table.to_string(), pk), (hlc, row));
+            }
+        }
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op.kind {
+                OpKind::Delete => out.push(PushRow {
+                    op: op.clone(),
+                    hlc: op.hlc,
+                    row: None,
+                }),
+                OpKind::Upsert => {
+                    if let Some((hlc, row)) =
+                        rows.remove(&(op.table.clone(), op.key.as_str().to_string()))
+                    {
+                        out.push(PushRow {
+                            op: op.clone(),
+                            hlc: hlc.max(op.hlc),
+                            row: Some(row),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies one pulled page of `table` and advances `user`'s cursor of that table to
+    /// `cursor` (if given), in one transaction: either both happen or neither.
+    ///
+    /// Rules (per row, last writer wins by stamp): a row is written only if it is newer than
+    /// the local row; a local pending op with a newer stamp keeps its row; an older local op
+    /// is dropped (reported as superseded); a tombstone deletes the local row and its children
+    /// (child upsert ops that lose their row are dropped and reported); rows whose parent is
+    /// missing locally are skipped and counted; local-only columns are never overwritten; the
+    /// local clock absorbs the page's newest stamp. No pending op is created.
+    pub async fn apply_pulled_page(
+        &self,
+        user: UserId,
+        table: &str,
+        rows: &[PulledRow],
+        cursor: Option<&str>,
+    ) -> Result<ApplyReport> {
+        let sql = self.table(table)?;
+        let mut tx = self.begin_write().await?;
+        set_guard(&mut tx, true).await?;
+        let report = self.apply_in(&mut tx, &sql, rows).await?;
+        if let Some(c) = cursor {
+            set_cursor_in(&mut tx, user, table, c).await?;
+        }
+        if let Some(max) = rows.iter().map(|r| r.hlc).max() {
+            merge_clock_in(&mut tx, max).await?;
+        }
+        set_guard(&mut tx, false).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::sql("committing a pulled page"))?;
+        Ok(report)
+    }
+
+    /// [`Store::apply_pulled_page`] without a cursor (remote state learned another way, such
+    /// as the server's row returned with a superseded push outcome).
+    pub async fn apply_remote_rows(&self, table: &str, rows: &[PulledRow]) -> Result<ApplyReport> {
+        let sql = self.table(table)?;
+        let mut tx = self.begin_write().await?;
+        set_guard(&mut tx, true).await?;
+        let report = self.apply_in(&mut tx, &sql, rows).await?;
+        if let Some(max) = rows.iter().map(|r| r.hlc).max() {
+            merge_clock_in(&mut tx, max).await?;
+        }
+        set_guard(&mut tx, false).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::sql("committing remote rows"))?;
+        Ok(report)
+    }
+
+    async fn apply_in(
+        &self,
+        conn: &mut SqliteConnection,
+        sql: &TableSql,
+        rows: &[PulledRow],
+    ) -> Result<ApplyReport> {
+        let mut report = ApplyReport::default();
+        if rows.is_empty() {
+            return Ok(report);
+        }
+        let spec = sql.spec;
+        let t = quote(spec.name);
+        let page = page_json(rows)?;
+        let remote_hlc: HashMap<&str, Hlc> = rows.iter().map(|r| (r.key.as_str(), r.hlc)).collect();
+
+        // 1. Local ops the remote state is at least as new as: drop them.
+        let gone = sqlx::query(&format!(
+            "DELETE FROM sync_outbox AS o WHERE o.tbl = ?1 AND EXISTS \
+             (SELECT 1 FROM json_each(?2) j WHERE {J_KEY} = o.pk AND {J_HLC} >= o.hlc) \
+             RETURNING seq, tbl, pk, hlc, kind"
+        ))
+        .bind(spec.name)
+        .bind(&page)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::sql("dropping superseded ops"))?;
+        for r in &gone {
+            let op = dropped(r)?;
+            if remote_hlc.get(op.key.as_str()) == Some(&op.hlc) {
+                report.confirmed += 1;
+            } else {
+                report.superseded.push(op);
+            }
+        }
+
+        // 2. Upserts of rows without a (newer) local op whose parents exist. The op check is
+        // left out when the table has no ops at all (the common case of a large pull).
+        let has_ops: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sync_outbox WHERE tbl = ?)")
+                .bind(spec.name)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(StoreError::sql("reading pending ops"))?;
+        let no_op = if has_ops {
+            format!(
+                "NOT EXISTS (SELECT 1 FROM sync_outbox o WHERE o.tbl = '{}' AND o.pk = {J_KEY})",
+                spec.name
+            )
+        } else {
+            "1".to_string()
+        };
+        let mut parent_checks = Vec::new();
+        for p in spec.parents {
+            if p.table == spec.name {
+                continue;
+            }
+            let (Some(col), Some(parent)) = (spec.column(p.column), self.registered_sql(p.table))
+            else {
+                continue;
+            };
+            let Some(pkey) = parent.spec.key.first() else {
+                continue;
+            };
+            let v = decode("j.value", col.name, col.kind);
+            parent_checks.push(format!(
+                "({v} IS NULL OR EXISTS (SELECT 1 FROM {} pp WHERE pp.{} = {v}))",
+                quote(p.table),
+                quote(pkey)
+            ));
+        }
+        let parents_ok = if parent_checks.is_empty() {
+            "1".to_string()
+        } else {
+            parent_checks.join(" AND ")
+        };
+        let synced: Vec<&luma_model::Column> = spec.synced_columns().collect();
+        let non_key: Vec<String> = synced
+            .iter()
+            .filter(|c| !spec.is_key(c.name))
+            .map(|c| format!("{0} = excluded.{0}", quote(c.name)))
+            .chain(std::iter::once("hlc = excluded.hlc".to_string()))
+            .collect();
+        let upsert = format!(
+            "INSERT INTO {t} ({cols}, hlc) SELECT {vals}, {J_HLC} FROM json_each(?1) j \
+             WHERE {J_DEL} = 0 AND {no_op} AND {parents_ok} \
+             ON CONFLICT ({keys}) DO UPDATE SET {set} \
+             WHERE {t}.hlc IS NULL OR excluded.hlc > {t}.hlc",
+            cols = synced
+                .iter()
+                .map(|c| quote(c.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+            vals = synced
+                .iter()
+                .map(|c| decode("j.value", c.name, c.kind))
+                .collect::<Vec<_>>()
+                .join(", "),
+            keys = spec
+                .key
+                .iter()
+                .map(|k| quote(k))
+                .collect::<Vec<_>>()
+                .join(", "),
+            set = non_key.join(", "),
+        );
+        let done = sqlx::query(&upsert)
+            .bind(&page)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::write(spec.name))?;
+        report.upserted = done.rows_affected();
+        let live = rows.iter().filter(|r| !r.deleted).count() as u64;
+        // Rows can only have been skipped for a missing parent if fewer were written.
+        if !parent_checks.is_empty() && report.upserted < live {
+            let skipped: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM json_each(?1) j WHERE {J_DEL} = 0 AND {no_op} AND NOT ({parents_ok})"
+            ))
+            .bind(&page)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StoreError::sql("counting rows without a parent"))?;
+            report.skipped_missing_parent = u64::try_from(skipped).unwrap_or(0);
+        }
+
+        // 3. Tombstones: delete rows not newer than the tombstone and without a local op. At
+        // equal stamps the delete wins (a server cascade can stamp a child with its own stamp).
+        let has_tombstones = rows.iter().any(|r| r.deleted);
+        if has_tombstones {
+            let del = format!(
+                "DELETE FROM {t} WHERE rowid IN (SELECT x.rowid FROM json_each(?1) j JOIN {t} x ON {m} \
+                 WHERE {J_DEL} = 1 AND (x.hlc IS NULL OR {J_HLC} >= x.hlc) AND {no_op})",
+                m = key_match(&spec, "x", J_KEY)
+            );
+            let done = sqlx::query(&del)
+                .bind(&page)
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::write(spec.name))?;
+            report.deleted = done.rows_affected();
+            if report.deleted > 0 {
+                report.orphaned = self.sweep_orphans(conn, spec.name).await?;
+            }
+        }
+        if report.upserted > 0 || report.deleted > 0 {
+            report.note_changed(spec.name);
+        }
+        if !report.orphaned.is_empty() {
+            for d in self.descendant_tables(spec.name)? {
+                report.note_changed(d.name);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Drops upsert ops of rows of `table`'s descendants that no longer exist (deleted by a
+    /// cascade while applying remote state).
+    async fn sweep_orphans(
+        &self,
+        conn: &mut SqliteConnection,
+        table: &str,
+    ) -> Result<Vec<DroppedOp>> {
+        let mut out = Vec::new();
+        for d in self.descendant_tables(table)? {
+            let gone = sqlx::query(&format!(
+                "DELETE FROM sync_outbox AS o WHERE o.tbl = ?1 AND o.kind = 'upsert' AND NOT EXISTS \
+                 (SELECT 1 FROM {} c WHERE {}) RETURNING seq, tbl, pk, hlc, kind",
+                quote(d.name),
+                key_match(&d, "c", "o.pk")
+            ))
+            .bind(d.name)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(StoreError::sql("dropping ops of vanished rows"))?;
+            for r in &gone {
+                out.push(dropped(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// After a full re-pull of `table` (the server said the cursor was older than its
+    /// tombstone horizon): removes local rows whose key the full pull did not return (`keep`)
+    /// and that have no pending op, with their children (orphaned child ops are dropped and
+    /// reported), in one transaction, without creating ops.
+    pub async fn remove_unreturned(&self, table: &str, keep: &[RecordKey]) -> Result<ApplyReport> {
+        let sql = self.table(table)?;
+        let spec = sql.spec;
+        let keys: Vec<&str> = keep.iter().map(RecordKey::as_str).collect();
+        let json = serde_json::to_string(&keys).map_err(|e| bad_op_row(e.to_string()))?;
+        let mut report = ApplyReport::default();
+        let mut tx = self.begin_write().await?;
+        set_guard(&mut tx, true).await?;
+        let done = sqlx::query(&format!(
+            "DELETE FROM {t} WHERE rowid IN (SELECT x.rowid FROM {t} x \
+             WHERE {k} NOT IN (SELECT value FROM json_each(?1)) \
+             AND NOT EXISTS (SELECT 1 FROM sync_outbox o WHERE o.tbl = ?2 AND o.pk = {k}))",
+            t = quote(spec.name),
+            k = crate::schema::key_expr(&spec, "x"),
+        ))
+        .bind(json)
+        .bind(spec.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::write(spec.name))?;
+        report.deleted = done.rows_affected();
+        if report.deleted > 0 {
+            report.note_changed(spec.name);
+            report.orphaned = self.sweep_orphans(&mut tx, spec.name).await?;
+            for d in self.descendant_tables(spec.name)? {
+                report.note_changed(d.name);
+            }
+        }
+        set_guard(&mut tx, false).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::sql("removing rows the server no longer has"))?;
+        Ok(report)
+    }
+
+    /// Records the outcomes of one push in one transaction: applied ops are removed,
+    /// superseded ones are removed and the server's state applied, rejected ones are kept
+    /// and marked, transient failures get their retry time. An op whose record was edited
+    /// since it was pushed (its stamp changed) is left alone: the newer edit still has to go.
+    pub async fn settle_push(&self, outcomes: &[Settlement]) -> Result<SettleReport> {
+        let mut report = SettleReport::default();
+        let mut tx = self.begin_write().await?;
+        set_guard(&mut tx, true).await?;
+        let mut max_seen: Option<Hlc> = None;
+        // Applied ops go in one statement (a push of N ops must not cost N statements).
+        let applied: Vec<(String, String, String)> = outcomes
+            .iter()
+            .filter_map(|s| match s {
+                Settlement::Applied {
+                    table, key, hlc, ..
+                } => Some((table.clone(), key.as_str().to_string(), hlc.to_string())),
+                _ => None,
+            })
+            .collect();
+        if !applied.is_empty() {
+            let json = serde_json::to_string(&applied).map_err(|e| bad_op_row(e.to_string()))?;
+            report.completed += sqlx::query(
+                "DELETE FROM sync_outbox WHERE (tbl, pk) IN (SELECT o.tbl, o.pk FROM json_each(?1) j \
+                 JOIN sync_outbox o ON o.tbl = (j.value ->> 0) AND o.pk = (j.value ->> 1) \
+                 WHERE o.hlc <= (j.value ->> 2))",
+            )
+            .bind(json)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::sql("completing ops"))?
+            .rows_affected();
+        }
+        for s in outcomes {
+            match s {
+                Settlement::Applied { .. } => {}
+                Settlement::Superseded {
+                    hlc, table, remote, ..
+                } => {
+                    let sql = self.table(table)?;
+                    let applied = self
+                        .apply_in(&mut tx, &sql, std::slice::from_ref(remote))
+                        .await?;
+                    report.applied.merge(applied);
+                    // The apply dropped the op if the remote stamp is newer than the op's;
+                    // make sure the pushed write's op is gone either way.
+                    sqlx::query("DELETE FROM sync_outbox WHERE tbl = ? AND pk = ? AND hlc <= ?")
+                        .bind(table)
+                        .bind(remote.key.as_str())
+                        .bind(hlc.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::sql("completing ops"))?;
+                    max_seen = Some(max_seen.map_or(remote.hlc, |m| m.max(remote.hlc)));
+                }
+                Settlement::Rejected {
+                    table,
+                    key,
+                    hlc,
+                    reason,
+                    ..
+                } => {
+                    report.rejected += sqlx::query(
+                        "UPDATE sync_outbox SET attempts = attempts + 1, last_error = ?, rejected = 1, \
+                         next_retry_ms = NULL WHERE tbl = ? AND pk = ? AND hlc <= ?",
+                    )
+                    .bind(reason)
+                    .bind(table)
+                    .bind(key.as_str())
+                    .bind(hlc.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sql("recording a rejection"))?
+                    .rows_affected();
+                }
+                Settlement::Retry {
+                    table,
+                    key,
+                    hlc,
+                    error,
+                    next_retry_ms,
+                    ..
+                } => {
+                    report.retrying += sqlx::query(
+                        "UPDATE sync_outbox SET attempts = attempts + 1, last_error = ?, \
+                         next_retry_ms = ? WHERE tbl = ? AND pk = ? AND hlc <= ?",
+                    )
+                    .bind(error)
+                    .bind(next_retry_ms)
+                    .bind(table)
+                    .bind(key.as_str())
+                    .bind(hlc.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sql("recording a failure"))?
+                    .rows_affected();
+                }
+            }
+        }
+        if let Some(max) = max_seen {
+            merge_clock_in(&mut tx, max).await?;
+        }
+        set_guard(&mut tx, false).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::sql("settling a push"))?;
+        Ok(report)
+    }
+
+    /// `user`'s pull cursor of `table` (`None`: pull from the start).
+    pub async fn sync_cursor(&self, user: UserId, table: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT cursor FROM sync_cursors WHERE user_id = ? AND tbl = ?")
+            .bind(user.to_string())
+            .bind(table)
+            .fetch_optional(self.reader_pool())
+            .await
+            .map_err(StoreError::sql("reading a pull cursor"))
+    }
+
+    /// Sets `user`'s pull cursor of `table`.
+    pub async fn set_sync_cursor(&self, user: UserId, table: &str, cursor: &str) -> Result<()> {
+        let mut conn = self.write_conn().await?;
+        set_cursor_in(&mut conn, user, table, cursor).await
+    }
+
+    /// Forgets pull cursors so the next pull starts from the beginning: of `user` (every user
+    /// if `None`), of `tables` (every table if empty). Returns how many were removed.
+    pub async fn reset_sync_cursors(&self, user: Option<UserId>, tables: &[&str]) -> Result<u64> {
+        let tables_json = serde_json::to_string(tables).map_err(|e| bad_op_row(e.to_string()))?;
+        let done = sqlx::query(
+            "DELETE FROM sync_cursors WHERE (?1 IS NULL OR user_id = ?1) \
+             AND (json_array_length(?2) = 0 OR tbl IN (SELECT value FROM json_each(?2)))",
+        )
+        .bind(user.map(|u| u.to_string()))
+        .bind(tables_json)
+        .execute(self.writer_pool())
+        .await
+        .map_err(StoreError::sql("resetting pull cursors"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Absorbs a stamp seen from elsewhere into the device clock: every later local write gets
+    /// a newer stamp. The clock only moves forward. Returns true if it moved.
+    pub async fn merge_remote_clock(&self, seen: Hlc) -> Result<bool> {
+        let mut conn = self.write_conn().await?;
+        merge_clock_in(&mut conn, seen).await
+    }
+
+    /// The device clock's newest stamp.
+    pub async fn clock_stamp(&self) -> Result<Hlc> {
+        let text: String = sqlx::query_scalar(&format!("SELECT {}", crate::schema::STAMP))
+            .fetch_one(self.reader_pool())
+            .await
+            .map_err(StoreError::sql("reading the clock"))?;
+        text.parse()
+            .map_err(|e: luma_model::HlcParseError| bad_op_row(e.to_string()))
+    }
+
+    /// Drops an op without pushing it, so the next pull restores the remote version: for an
+    /// upsert, the local row is marked stale (stamp `''`, older than any remote stamp; a stale
+    /// row the next full pull does not restore is removed by [`Store::purge_discarded`]); the
+    /// cursors of the op's table and its descendants are reset for every user.
+    pub async fn discard_op(&self, id: OpId) -> Result<DiscardReport> {
+        let mut report = DiscardReport::default();
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {OP_COLUMNS} FROM sync_outbox WHERE seq = ?"
+        ))
+        .bind(id.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::sql("reading a pending op"))?;
+        let Some(row) = row else {
+            return Ok(report);
+        };
+        let op = decode_op(&row)?;
+        set_guard(&mut tx, true).await?;
+        sqlx::query("DELETE FROM sync_outbox WHERE seq = ?")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::sql("removing an op"))?;
+        if let Some(sql) = self.registered_sql(&op.table) {
+            if op.kind == OpKind::Upsert {
+                sqlx::query(&format!(
+                    "UPDATE {} SET hlc = '' WHERE {}",
+                    quote(sql.spec.name),
+                    key_match(&sql.spec, quote(sql.spec.name).as_str(), "?1")
+                ))
+                .bind(op.key.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sql("marking a discarded row"))?;
+            }
+            let mut tables = vec![op.table.clone()];
+            tables.extend(
+                self.descendant_tables(&op.table)?
+                    .iter()
+                    .map(|s| s.name.to_string()),
+            );
+            let json = serde_json::to_string(&tables).map_err(|e| bad_op_row(e.to_string()))?;
+            sqlx::query("DELETE FROM sync_cursors WHERE tbl IN (SELECT value FROM json_each(?))")
+                .bind(json)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sql("resetting pull cursors"))?;
+            report.reset_tables = tables;
+        }
+        set_guard(&mut tx, false).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::sql("discarding an op"))?;
+        report.removed = Some(op);
+        Ok(report)
+    }
+
+    /// Removes rows left stale by [`Store::discard_op`] that a full pull did not restore (the
+    /// remote has no version of them), with their children. Call after a complete pull.
+    pub async fn purge_discarded(&self) -> Result<ApplyReport> {
+        let mut report = ApplyReport::default();
+        let specs = self.synced_tables()?;
+        let mut tx = self.begin_write().await?;
+        set_guard(&mut tx, true).await?;
+        for spec in specs.iter().rev() {
+            let done = sqlx::query(&format!(
+                "DELETE FROM {t} WHERE hlc = '' AND NOT EXISTS (SELECT 1 FROM sync_outbox o \
+                 WHERE o.tbl = ?1 AND {m})",
+                t = quote(spec.name),
+                m = key_match(spec, quote(spec.name).as_str(), "o.pk")
+            ))
+            .bind(spec.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::write(spec.name))?;
+            if done.rows_affected() > 0 {
+                report.deleted += done.rows_affected();
+                report.note_changed(spec.name);
+                let orphans = self.sweep_orphans(&mut tx, spec.name).await?;
+                report.orphaned.extend(orphans);
+            }
+        }
+        set_guard(&mut tx, false).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::sql("purging discarded rows"))?;
+        Ok(report)
+    }
+
+    /// Attributes ops made while signed out to `user` (on sign in), and fills the owner
+    /// column (`uid`) of rows written while signed out, in one transaction, without new ops
+    /// or stamps (the adopted ops push the filled rows). Returns how many ops were adopted.
+    pub async fn adopt_anonymous_ops(&self, user: UserId) -> Result<u64> {
+        let specs = self.synced_tables()?;
+        let mut tx = self.begin_write().await?;
+        set_guard(&mut tx, true).await?;
+        for spec in &specs {
+            if spec.column("uid").is_none() {
+                continue;
+            }
+            sqlx::query(&format!(
+                "UPDATE {t} SET uid = ?1 WHERE uid IS NULL AND EXISTS (SELECT 1 FROM sync_outbox o \
+                 WHERE o.tbl = ?2 AND o.user_id IS NULL AND {m})",
+                t = quote(spec.name),
+                m = key_match(spec, quote(spec.name).as_str(), "o.pk")
+            ))
+            .bind(user.to_string())
+            .bind(spec.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::write(spec.name))?;
+        }
+        let done = sqlx::query("UPDATE sync_outbox SET user_id = ? WHERE user_id IS NULL")
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::sql("adopting ops"))?;
+        set_guard(&mut tx, false).await?;
+        tx.commit().await.map_err(StoreError::sql("adopting ops"))?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,80 @@
+//! The engine's error type.
+
+use luma_store::StoreError;
+use thiserror::Error;
+
+/// What can go wrong while syncing. Remote failures fall in three families the engine treats
+/// differently: [`SyncError::Transient`] (retried with backoff), [`SyncError::Unauthorized`]
+/// (the token is refreshed once, then the call retried) and [`SyncError::Permanent`] (not
+/// retried).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The remote could not be reached or failed in a way that may pass: network error,
+    /// timeout, 5xx. Retrying later may succeed.
+    #[error("transient remote failure: {message}")]
+    Transient {
+        /// What happened.
+        message: String,
+    },
+    /// The remote refused the credentials (HTTP 401: expired or revoked token).
+    #[error("the remote refused the credentials: {message}")]
+    Unauthorized {
+        /// The remote's message.
+        message: String,
+    },
+    /// The remote refused the whole request permanently (malformed, forbidden, unknown
+    /// table). Retrying the same request fails the same way.
+    #[error("the remote refused the request: {message}")]
+    Permanent {
+        /// The remote's message.
+        message: String,
+    },
+    /// The remote answered something the protocol does not allow (for example fewer outcomes
+    /// than changes).
+    #[error("protocol violation by the remote: {message}")]
+    Protocol {
+        /// What was wrong.
+        message: String,
+    },
+    /// The local store failed.
+    #[error("local store: {source}")]
+    Store {
+        /// The store's error.
+        #[from]
+        source: StoreError,
+    },
+    /// No user is signed in: nothing can be pushed or pulled.
+    #[error("no user is signed in")]
+    NotSignedIn,
+    /// The engine was shut down.
+    #[error("the sync engine is shut down")]
+    ShutDown,
+}
+
+impl SyncError {
+    /// True if the same call may succeed later without anything changing (network errors,
+    /// 5xx, a busy local database).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SyncError::Transient { .. } => true,
+            SyncError::Store { source } => source.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// True for a refused token (the engine refreshes it once).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, SyncError::Unauthorized { .. })
+    }
+
+    /// A transient error with this message.
+    pub fn transient(message: impl Into<String>) -> Self {
+        SyncError::Transient {
+            message: message.into(),
+        }
+    }
+}
+
+/// Result alias of the engine.
+pub type Result<T, E = SyncError> = std::result::Result<T, E>;

@@ -1,0 +1,683 @@
+//! [`MemoryRemote`]: an in-memory server with the semantics of the cloud SQL, and fault
+//! injection, for property tests of the engine and of apps (feature `testing`).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use luma_model::{Hlc, OpKind, RecordKey, Row, Scope, TableSpec, UserId, BUILTIN_TABLES};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+use crate::error::{Result, SyncError};
+use crate::remote::{
+    Change, ChangeOutcome, Outcome, PullPage, PullRequest, RejectCode, Remote, RemoteRow, Watermark,
+};
+use crate::token::AccessToken;
+
+/// Which call a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Call {
+    /// [`Remote::push`].
+    Push,
+    /// [`Remote::pull`].
+    Pull,
+    /// [`Remote::watermark`].
+    Watermark,
+}
+
+/// One injected fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Fail before doing anything (network error).
+    FailRequest,
+    /// Do the work, then fail (the response is lost).
+    LoseResponse,
+    /// Answer after a delay.
+    Delay(Duration),
+    /// Answer 401 (expired token).
+    Unauthorized,
+    /// Answer 5xx.
+    ServerError,
+    /// Reject one change of a push permanently (code `invalid`); the others apply.
+    RejectRow,
+}
+
+/// Random faults drawn from a seed, per call. Probabilities are in 0..=1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultConfig {
+    /// Seed of the fault generator.
+    pub seed: u64,
+    /// Probability of [`Fault::FailRequest`].
+    pub fail_request: f64,
+    /// Probability of [`Fault::LoseResponse`].
+    pub lose_response: f64,
+    /// Probability of [`Fault::Delay`].
+    pub delay: f64,
+    /// Longest injected delay.
+    pub max_delay: Duration,
+    /// Probability of [`Fault::Unauthorized`].
+    pub unauthorized: f64,
+    /// Probability of [`Fault::ServerError`].
+    pub server_error: f64,
+    /// Probability of [`Fault::RejectRow`] (push only).
+    pub reject_row: f64,
+}
+
+impl FaultConfig {
+    /// No faults.
+    pub fn none() -> Self {
+        Self {
+            seed: 0,
+            fail_request: 0.0,
+            lose_response: 0.0,
+            delay: 0.0,
+            max_delay: Duration::ZERO,
+            unauthorized: 0.0,
+            server_error: 0.0,
+            reject_row: 0.0,
+        }
+    }
+
+    /// Every fault with probability `p` (delays up to 2 ms), from `seed`.
+    pub fn all(seed: u64, p: f64) -> Self {
+        Self {
+            seed,
+            fail_request: p,
+            lose_response: p,
+            delay: p,
+            max_delay: Duration::from_millis(2),
+            unauthorized: p,
+            server_error: p,
+            reject_row: p,
+        }
+    }
+}
+
+/// Counters of what the remote saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemoteStats {
+    /// Push calls received.
+    pub pushes: u64,
+    /// Pull calls received.
+    pub pulls: u64,
+    /// Changes that changed server state.
+    pub writes: u64,
+    /// Faults injected.
+    pub faults: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Version {
+    seq: u64,
+    hlc: Hlc,
+    deleted: bool,
+    /// The row (for a tombstone: the last live row, kept to decide who sees the tombstone).
+    row: Row,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    /// Versions of each record, oldest first.
+    entries: HashMap<String, Vec<Version>>,
+    /// Every version's change sequence number, to its record key.
+    changes: BTreeMap<u64, String>,
+}
+
+impl Table {
+    fn latest(&self, key: &str) -> Option<&Version> {
+        self.entries.get(key).and_then(|v| v.last())
+    }
+}
+
+struct State {
+    specs: Vec<TableSpec>,
+    tables: HashMap<String, Table>,
+    seq: u64,
+    tokens: HashMap<String, UserId>,
+    members: HashMap<String, HashSet<UserId>>,
+    faults: FaultConfig,
+    rng: StdRng,
+    scripted: VecDeque<(Call, Fault)>,
+    stats: RemoteStats,
+    issued: u64,
+    horizon: u64,
+}
+
+/// An in-memory remote with the semantics of the cloud SQL (`PROTOCOL.md`): per-row last
+/// writer wins by HLC (a tombstone wins a tie), tombstones, a server change sequence for
+/// cursors with a consistent cut per watermark, per-user visibility from the tables'
+/// [`Scope`]s (owner, venue owner and members, verified patterns, parent rows), parent
+/// deletes that tombstone children, and fault injection (random from a seed, or scripted).
+///
+/// Clones share one server.
+#[derive(Clone)]
+pub struct MemoryRemote {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for MemoryRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryRemote").finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryRemote {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl MemoryRemote {
+    /// A server with the built-in synced tables.
+    pub fn new() -> Self {
+        let specs = BUILTIN_TABLES
+            .iter()
+            .copied()
+            .filter(|s| s.is_synced())
+            .collect();
+        Self {
+            state: Arc::new(Mutex::new(State {
+                specs,
+                tables: HashMap::new(),
+                seq: 0,
+                tokens: HashMap::new(),
+                members: HashMap::new(),
+                faults: FaultConfig::none(),
+                rng: StdRng::seed_from_u64(0),
+                scripted: VecDeque::new(),
+                stats: RemoteStats::default(),
+                issued: 0,
+                horizon: 0,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data (every change is one insert).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a (plugin) table, as its cloud migration would.
+    pub fn register_table(&self, spec: TableSpec) {
+        let mut s = self.lock();
+        if !s.specs.iter().any(|t| t.name == spec.name) {
+            s.specs.push(spec);
+        }
+    }
+
+    /// Issues a token for `user` (as signing in would).
+    pub fn issue_token(&self, user: UserId) -> AccessToken {
+        let mut s = self.lock();
+        s.issued += 1;
+        let secret = format!("tok-{}-{}", user, s.issued);
+        s.tokens.insert(secret.clone(), user);
+        AccessToken::new(user, secret)
+    }
+
+    /// Makes every token of `user` invalid (they expire): calls answer 401 until a new one is
+    /// issued.
+    pub fn expire_tokens(&self, user: UserId) {
+        self.lock().tokens.retain(|_, u| *u != user);
+    }
+
+    /// Makes `user` a member of `venue` (as joining by share code would).
+    pub fn add_member(&self, venue: impl ToString, user: UserId) {
+        self.lock()
+            .members
+            .entry(venue.to_string())
+            .or_default()
+            .insert(user);
+    }
+
+    /// Sets the random faults.
+    pub fn set_faults(&self, faults: FaultConfig) {
+        let mut s = self.lock();
+        s.rng = StdRng::seed_from_u64(faults.seed);
+        s.faults = faults;
+    }
+
+    /// Queues one fault for the next call of kind `call` (before any random fault).
+    pub fn inject(&self, call: Call, fault: Fault) {
+        self.lock().scripted.push_back((call, fault));
+    }
+
+    /// Purges every tombstone written so far (as the server's horizon job would): clients
+    /// whose cursor is older than now are told `resync_required` on their next pull.
+    pub fn purge_tombstones(&self) {
+        let mut s = self.lock();
+        let horizon = s.seq;
+        s.horizon = horizon;
+        for t in s.tables.values_mut() {
+            let dead: Vec<String> = t
+                .entries
+                .iter()
+                .filter(|(_, v)| v.last().is_some_and(|v| v.deleted && v.seq <= horizon))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in dead {
+                if let Some(versions) = t.entries.remove(&k) {
+                    for v in versions {
+                        t.changes.remove(&v.seq);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> RemoteStats {
+        self.lock().stats
+    }
+
+    /// The newest state of every record of `table` (tombstones as `None`), whoever may see it.
+    pub fn snapshot(&self, table: &str) -> BTreeMap<RecordKey, (Hlc, Option<Row>)> {
+        let s = self.lock();
+        let mut out = BTreeMap::new();
+        if let Some(t) = s.tables.get(table) {
+            for (k, versions) in &t.entries {
+                if let Some(v) = versions.last() {
+                    let row = if v.deleted { None } else { Some(v.row.clone()) };
+                    out.insert(RecordKey::from_canonical(k.clone()), (v.hlc, row));
+                }
+            }
+        }
+        out
+    }
+
+    fn draw_fault(&self, call: Call) -> Option<Fault> {
+        let mut s = self.lock();
+        let fault = if let Some(i) = s.scripted.iter().position(|(c, _)| *c == call) {
+            s.scripted.remove(i).map(|(_, f)| f)
+        } else {
+            let f = s.faults;
+            let roll: f64 = s.rng.gen();
+            let mut acc = 0.0;
+            let mut pick = None;
+            let choices = [
+                (f.fail_request, Fault::FailRequest),
+                (f.lose_response, Fault::LoseResponse),
+                (f.delay, Fault::Delay(Duration::ZERO)),
+                (f.unauthorized, Fault::Unauthorized),
+                (f.server_error, Fault::ServerError),
+                (
+                    if call == Call::Push {
+                        f.reject_row
+                    } else {
+                        0.0
+                    },
+                    Fault::RejectRow,
+                ),
+            ];
+            for (p, fault) in choices {
+                acc += p;
+                if roll < acc {
+                    pick = Some(fault);
+                    break;
+                }
+            }
+            match pick {
+                Some(Fault::Delay(_)) => {
+                    let max = u64::try_from(f.max_delay.as_micros())
+                        .unwrap_or(u64::MAX)
+                        .max(1);
+                    Some(Fault::Delay(Duration::from_micros(s.rng.gen_range(0..max))))
+                }
+                other => other,
+            }
+        };
+        if fault.is_some() {
+            s.stats.faults += 1;
+        }
+        fault
+    }
+
+    fn user_of(&self, token: &AccessToken) -> Result<UserId> {
+        self.lock()
+            .tokens
+            .get(token.secret())
+            .copied()
+            .ok_or_else(|| SyncError::Unauthorized {
+                message: "JWT expired".into(),
+            })
+    }
+
+    /// Runs the fault protocol around `work`.
+    async fn call<T>(
+        &self,
+        call: Call,
+        token: &AccessToken,
+        work: impl FnOnce(&mut State, UserId, bool) -> Result<T>,
+    ) -> Result<T> {
+        let fault = self.draw_fault(call);
+        match fault {
+            Some(Fault::FailRequest) => {
+                return Err(SyncError::transient("connection reset (injected)"))
+            }
+            Some(Fault::ServerError) => {
+                return Err(SyncError::transient("503 service unavailable (injected)"))
+            }
+            Some(Fault::Unauthorized) => {
+                return Err(SyncError::Unauthorized {
+                    message: "JWT expired (injected)".into(),
+                })
+            }
+            Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+            _ => {}
+        }
+        let user = self.user_of(token)?;
+        let out = {
+            let mut s = self.lock();
+            work(&mut s, user, fault == Some(Fault::RejectRow))?
+        };
+        if fault == Some(Fault::LoseResponse) {
+            return Err(SyncError::transient("response lost (injected)"));
+        }
+        Ok(out)
+    }
+}
+
+impl State {
+    fn spec(&self, table: &str) -> Option<TableSpec> {
+        self.specs.iter().find(|s| s.name == table).copied()
+    }
+
+    fn latest(&self, table: &str, key: &str) -> Option<&Version> {
+        self.tables.get(table).and_then(|t| t.latest(key))
+    }
+
+    /// May `user` see `row` of `spec`? (`write`: may they write it.)
+    fn allowed(&self, spec: &TableSpec, row: &Row, user: UserId, write: bool, depth: u8) -> bool {
+        if depth > 8 {
+            return false;
+        }
+        let me = user.to_string();
+        match spec.scope {
+            Scope::Owner { column } => text(row.get(column)).as_deref() == Some(me.as_str()),
+            Scope::Venue => {
+                text(row.get("uid")).as_deref() == Some(me.as_str())
+                    || text(row.get("id"))
+                        .and_then(|id| self.members.get(&id))
+                        .is_some_and(|m| m.contains(&user))
+            }
+            Scope::InVenue { column } => {
+                self.parent_allowed("venues", text(row.get(column)), user, write, depth)
+            }
+            Scope::OwnerOrPublic { owner, flag } => {
+                text(row.get(owner)).as_deref() == Some(me.as_str())
+                    || (!write && row.get(flag) == Some(&Value::Bool(true)))
+            }
+            Scope::Parent { column, table } => {
+                self.parent_allowed(table, text(row.get(column)), user, write, depth)
+            }
+            _ => false,
+        }
+    }
+
+    fn parent_allowed(
+        &self,
+        table: &str,
+        key: Option<String>,
+        user: UserId,
+        write: bool,
+        depth: u8,
+    ) -> bool {
+        let (Some(key), Some(spec)) = (key, self.spec(table)) else {
+            return false;
+        };
+        match self.latest(table, &key) {
+            Some(v) => self.allowed(&spec, &v.row, user, write, depth + 1),
+            None => false,
+        }
+    }
+
+    fn record(&mut self, table: &str, key: &str, hlc: Hlc, deleted: bool, row: Row) {
+        self.seq += 1;
+        let seq = self.seq;
+        let t = self.tables.entry(table.to_string()).or_default();
+        t.entries.entry(key.to_string()).or_default().push(Version {
+            seq,
+            hlc,
+            deleted,
+            row,
+        });
+        t.changes.insert(seq, key.to_string());
+        self.stats.writes += 1;
+    }
+
+    /// Tombstones the live children of `table`/`key` (recursively), each with the newer of
+    /// its own stamp and `hlc`.
+    fn cascade(&mut self, table: &str, key: &str, hlc: Hlc, depth: u8) {
+        if depth > 8 {
+            return;
+        }
+        let children: Vec<(String, &'static str)> = self
+            .specs
+            .iter()
+            .flat_map(|s| {
+                s.parents
+                    .iter()
+                    .filter(|p| p.table == table)
+                    .map(move |p| (s.name.to_string(), p.column))
+            })
+            .collect();
+        for (child, column) in children {
+            let victims: Vec<(String, Hlc, Row)> = self
+                .tables
+                .get(&child)
+                .map(|t| {
+                    t.entries
+                        .iter()
+                        .filter_map(|(k, versions)| {
+                            let v = versions.last()?;
+                            (!v.deleted && text(v.row.get(column)).as_deref() == Some(key))
+                                .then(|| (k.clone(), v.hlc, v.row.clone()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (k, child_hlc, row) in victims {
+                let stamp = hlc.max(child_hlc);
+                self.record(&child, &k, stamp, true, row);
+                self.cascade(&child, &k, stamp, depth + 1);
+            }
+        }
+    }
+
+    fn current(&self, table: &str, key: &RecordKey) -> Option<Outcome> {
+        self.latest(table, key.as_str())
+            .map(|v| Outcome::Superseded {
+                hlc: v.hlc,
+                deleted: v.deleted,
+                row: (!v.deleted).then(|| v.row.clone()),
+            })
+    }
+
+    fn apply(&mut self, c: &Change, user: UserId) -> Outcome {
+        let reject = |code: RejectCode, reason: &str| Outcome::Rejected {
+            reason: reason.to_string(),
+            code,
+        };
+        let Some(spec) = self.spec(&c.table).filter(|s| s.is_synced()) else {
+            return reject(RejectCode::Invalid, "unknown table");
+        };
+        let existing = self.latest(&c.table, c.key.as_str()).cloned();
+        let is_delete = c.op == OpKind::Delete;
+        if let Some(e) = &existing {
+            if e.hlc == c.hlc && e.deleted == is_delete {
+                return Outcome::Applied;
+            }
+            // Newer on the server, or the same stamp where the server has a tombstone.
+            if e.hlc > c.hlc || (e.hlc == c.hlc && e.deleted) {
+                if e.deleted || self.allowed(&spec, &e.row, user, false, 0) {
+                    return self.current(&c.table, &c.key).unwrap_or(Outcome::Applied);
+                }
+                return reject(RejectCode::Forbidden, "not visible to this user");
+            }
+            if !e.deleted && !self.allowed(&spec, &e.row, user, true, 0) {
+                return reject(RejectCode::Forbidden, "row-level security: not writable");
+            }
+            if is_delete && spec.scope == Scope::Venue && !e.deleted {
+                let owner = text(e.row.get("uid"));
+                if owner.as_deref() != Some(user.to_string().as_str()) {
+                    return reject(RejectCode::Forbidden, "only the owner deletes a venue");
+                }
+            }
+        }
+        if is_delete {
+            let row = existing.map(|e| e.row).unwrap_or_default();
+            self.record(&c.table, c.key.as_str(), c.hlc, true, row);
+            self.cascade(&c.table, c.key.as_str(), c.hlc, 0);
+            return Outcome::Applied;
+        }
+        let Some(mut row) = c.row.clone() else {
+            return reject(RejectCode::Invalid, "an upsert needs a row");
+        };
+        for local in spec.local_only_columns() {
+            row.remove(local);
+        }
+        if RecordKey::from_row(&spec, &row).as_ref() != Some(&c.key) {
+            return reject(
+                RejectCode::Invalid,
+                "the row's key does not match the change's key",
+            );
+        }
+        for p in spec.parents {
+            let Some(pk) = text(row.get(p.column)) else {
+                continue;
+            };
+            match self.latest(p.table, &pk) {
+                Some(v) if !v.deleted => {}
+                _ => {
+                    return reject(
+                        RejectCode::MissingParent,
+                        "the parent row is missing or deleted",
+                    )
+                }
+            }
+        }
+        if !self.allowed(&spec, &row, user, true, 0) {
+            return reject(RejectCode::Forbidden, "row-level security: not writable");
+        }
+        self.record(&c.table, c.key.as_str(), c.hlc, false, row);
+        Outcome::Applied
+    }
+}
+
+#[async_trait]
+impl Remote for MemoryRemote {
+    async fn push(&self, token: &AccessToken, changes: &[Change]) -> Result<Vec<ChangeOutcome>> {
+        self.lock().stats.pushes += 1;
+        self.call(Call::Push, token, |s, user, reject_one| {
+            let victim = if reject_one && !changes.is_empty() {
+                Some(s.rng.gen_range(0..changes.len()))
+            } else {
+                None
+            };
+            Ok(changes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ChangeOutcome {
+                    table: c.table.clone(),
+                    key: c.key.clone(),
+                    outcome: if Some(i) == victim {
+                        Outcome::Rejected {
+                            reason: "rejected (injected)".into(),
+                            code: RejectCode::Invalid,
+                        }
+                    } else {
+                        s.apply(c, user)
+                    },
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn pull(&self, token: &AccessToken, request: &PullRequest) -> Result<PullPage> {
+        self.lock().stats.pulls += 1;
+        self.call(Call::Pull, token, |s, user, _| {
+            let Some(spec) = s.spec(&request.table).filter(|t| t.is_synced()) else {
+                return Err(SyncError::Permanent {
+                    message: format!("unknown table {}", request.table),
+                });
+            };
+            let parse = |t: &str| {
+                t.parse::<u64>().map_err(|_| SyncError::Permanent {
+                    message: format!("bad cursor or watermark {t:?}"),
+                })
+            };
+            let after = request
+                .cursor
+                .as_deref()
+                .map(parse)
+                .transpose()?
+                .unwrap_or(0);
+            let upto = parse(&request.watermark.0)?;
+            if request.cursor.is_some() && after < s.horizon {
+                return Ok(PullPage {
+                    rows: Vec::new(),
+                    cursor: None,
+                    has_more: false,
+                    resync_required: true,
+                });
+            }
+            let mut rows = Vec::new();
+            let mut last = None;
+            let mut has_more = false;
+            let limit = usize::try_from(request.limit.max(1)).unwrap_or(usize::MAX);
+            if let Some(t) = s.tables.get(&request.table) {
+                let start = after.saturating_add(1);
+                if start <= upto {
+                    for (&seq, key) in t.changes.range(start..=upto) {
+                        if rows.len() >= limit {
+                            has_more = true;
+                            break;
+                        }
+                        last = Some(seq);
+                        let Some(versions) = t.entries.get(key) else {
+                            continue;
+                        };
+                        // The record's newest version as of the watermark; served at its seq.
+                        let Some(v) = versions.iter().rev().find(|v| v.seq <= upto) else {
+                            continue;
+                        };
+                        if v.seq != seq || !s.allowed(&spec, &v.row, user, false, 0) {
+                            continue;
+                        }
+                        rows.push(RemoteRow {
+                            key: RecordKey::from_canonical(key.clone()),
+                            hlc: v.hlc,
+                            deleted: v.deleted,
+                            row: (!v.deleted).then(|| v.row.clone()),
+                        });
+                    }
+                }
+            }
+            Ok(PullPage {
+                rows,
+                cursor: last.map(|l| l.to_string()),
+                has_more,
+                resync_required: false,
+            })
+        })
+        .await
+    }
+
+    async fn watermark(&self, token: &AccessToken) -> Result<Watermark> {
+        self.call(Call::Watermark, token, |s, _, _| {
+            Ok(Watermark(s.seq.to_string()))
+        })
+        .await
+    }
+}

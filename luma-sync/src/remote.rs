@@ -1,0 +1,169 @@
+//! The [`Remote`] trait: what the engine asks of a cloud, and the wire types of
+//! `PROTOCOL.md`.
+
+use async_trait::async_trait;
+use luma_model::{Hlc, OpKind, RecordKey, Row};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::token::AccessToken;
+
+pub use luma_store::PulledRow as RemoteRow;
+
+/// One change of a push batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Table.
+    pub table: String,
+    /// Record key (canonical text).
+    pub key: RecordKey,
+    /// Stamp of the write.
+    pub hlc: Hlc,
+    /// Upsert or delete.
+    pub op: OpKind,
+    /// The row's synced columns for an upsert; `None` for a delete.
+    pub row: Option<Row>,
+}
+
+/// Why the server refused a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RejectCode {
+    /// The user may not write this record.
+    Forbidden,
+    /// The row is malformed or breaks a server rule.
+    Invalid,
+    /// A constraint other than the key conflicts (for example a unique name).
+    Conflict,
+    /// The parent row does not exist or is deleted on the server.
+    MissingParent,
+}
+
+impl RejectCode {
+    /// The wire text.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RejectCode::Forbidden => "forbidden",
+            RejectCode::Invalid => "invalid",
+            RejectCode::Conflict => "conflict",
+            RejectCode::MissingParent => "missing_parent",
+        }
+    }
+}
+
+/// What the server did with one change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The change is now the server state (or the identical write already was: a resend).
+    Applied,
+    /// The server holds a newer write of the record; its state is returned.
+    Superseded {
+        /// The server's stamp.
+        hlc: Hlc,
+        /// True if the server state is a tombstone.
+        deleted: bool,
+        /// The server's row (`None` for a tombstone).
+        row: Option<Row>,
+    },
+    /// The server refused this change permanently (other changes of the batch still apply).
+    Rejected {
+        /// Human-readable reason.
+        reason: String,
+        /// Machine-readable code.
+        code: RejectCode,
+    },
+}
+
+/// The outcome of one change, in the order of the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeOutcome {
+    /// Table of the change.
+    pub table: String,
+    /// Key of the change.
+    pub key: RecordKey,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// The upper bound of one pull cycle (opaque text from [`Remote::watermark`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Watermark(pub String);
+
+/// A request for one page of one table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// Table.
+    pub table: String,
+    /// Where the previous page ended (`None`: from the start).
+    pub cursor: Option<String>,
+    /// Most rows to return.
+    pub limit: u32,
+    /// The cycle's watermark.
+    pub watermark: Watermark,
+}
+
+/// One page of one table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullPage {
+    /// Rows in server change order, each once, with its newest state as of the watermark.
+    pub rows: Vec<RemoteRow>,
+    /// The cursor to store with this page (`None`: keep the previous one).
+    pub cursor: Option<String>,
+    /// More rows below the watermark follow.
+    pub has_more: bool,
+    /// The cursor is older than the server's tombstone horizon: pull the table from the start.
+    pub resync_required: bool,
+}
+
+/// What the engine asks of a cloud.
+///
+/// Contract (see `PROTOCOL.md` in this crate for the wire form):
+///
+/// - **Identity.** Every call carries the caller's [`AccessToken`]; the remote decides what the
+///   token's user may see and write (row-level security). A refused token is
+///   [`SyncError::Unauthorized`](crate::SyncError::Unauthorized); the engine refreshes the
+///   token once and retries.
+/// - **push** applies one batch atomically, in one server transaction, in the given order
+///   (the engine sends upserts parents first, then deletes children first), and answers one
+///   [`ChangeOutcome`] per change in the same order. Conflicts resolve per row by last writer
+///   wins on [`Hlc`]; a delete is a write (a tombstone). At equal stamps a tombstone wins.
+///   **Idempotent**: re-sending a change already applied (same stamp) answers
+///   [`Outcome::Applied`] and changes nothing, so a push whose response was lost can be
+///   re-sent. A refused change is [`Outcome::Rejected`] and does not stop the others. An
+///   error return means nothing of the batch may be assumed (it may or may not have been
+///   applied; re-sending is safe).
+/// - **pull** returns rows of one table changed after `cursor` and at or before the
+///   watermark, in server change order, each once with its newest state as of the
+///   watermark, only rows the user may see. Pages never skip a row (even one committed late)
+///   and, for one watermark, all tables form a consistent cut: a child row returned has its
+///   parent returned in the same cycle or earlier. Stop on `has_more == false`.
+/// - **watermark** fixes the upper bound of one pull cycle.
+///
+/// Every method may fail with [`SyncError::Transient`](crate::SyncError::Transient) (the
+/// engine backs off and retries).
+#[async_trait]
+pub trait Remote: Send + Sync + 'static {
+    /// Applies a batch of changes; one outcome per change, in order.
+    async fn push(&self, token: &AccessToken, changes: &[Change]) -> Result<Vec<ChangeOutcome>>;
+    /// One page of one table.
+    async fn pull(&self, token: &AccessToken, request: &PullRequest) -> Result<PullPage>;
+    /// The upper bound for one pull cycle.
+    async fn watermark(&self, token: &AccessToken) -> Result<Watermark>;
+}
+
+#[async_trait]
+impl<R: Remote> Remote for std::sync::Arc<R> {
+    async fn push(&self, token: &AccessToken, changes: &[Change]) -> Result<Vec<ChangeOutcome>> {
+        (**self).push(token, changes).await
+    }
+    async fn pull(&self, token: &AccessToken, request: &PullRequest) -> Result<PullPage> {
+        (**self).pull(token, request).await
+    }
+    async fn watermark(&self, token: &AccessToken) -> Result<Watermark> {
+        (**self).watermark(token).await
+    }
+}

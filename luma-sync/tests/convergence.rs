@@ -1,0 +1,419 @@
+//! The convergence property: three replicas make random creates, updates and deletes over
+//! FK-related tables (venues -> fixtures -> group members, patterns -> implementations,
+//! tracks -> scores -> track scores) and run random pull / push / full-sync steps while the
+//! remote injects faults. After a final fault-free sync of every replica:
+//!
+//! - every replica equals the remote (same live rows, same stamps, same synced columns);
+//! - nothing is left pending or rejected;
+//! - the remote equals last-writer-wins over the set of all writes made anywhere: for every
+//!   record, the newest write wins, unless it is an upsert under a parent some replica deleted
+//!   (the documented "parent delete wins" rule).
+//!
+//! Cases: `LUMA_CONVERGENCE_CASES` (default 1000). A failing case shrinks to a short script of
+//! steps, printed with its `Debug` form.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+
+use common::*;
+use luma_model::{
+    Fixture, FixtureGroup, FixtureGroupMember, Hlc, Implementation, OpKind, Pattern, Record,
+    RecordKey, Row, Score, Track, TrackScore, UserId, Venue,
+};
+use luma_store::Store;
+use luma_sync::{FaultConfig, MemoryRemote};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+const N: usize = 2; // ids per table
+
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    Venue(usize),
+    Fixture(usize, usize),
+    Group(usize, usize),
+    Member(usize, usize),
+    Pattern(usize),
+    Impl(usize, usize),
+    Track(usize),
+    Score(usize, usize, usize),
+    TrackScore(usize, usize, usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Create the record, or update it if the replica has it.
+    Upsert(usize, Write, u8),
+    /// Delete the record if the replica has it.
+    Delete(usize, Write),
+    Pull(usize),
+    Push(usize),
+    Sync(usize),
+    /// Fault probability (percent) from now on, and the seed.
+    Faults(u8, u64),
+}
+
+fn write() -> impl Strategy<Value = Write> {
+    let i = || 0..N;
+    prop_oneof![
+        i().prop_map(Write::Venue),
+        (i(), i()).prop_map(|(a, b)| Write::Fixture(a, b)),
+        (i(), i()).prop_map(|(a, b)| Write::Group(a, b)),
+        (i(), i()).prop_map(|(a, b)| Write::Member(a, b)),
+        i().prop_map(Write::Pattern),
+        (i(), i()).prop_map(|(a, b)| Write::Impl(a, b)),
+        i().prop_map(Write::Track),
+        (i(), i(), i()).prop_map(|(a, b, c)| Write::Score(a, b, c)),
+        (i(), i(), i()).prop_map(|(a, b, c)| Write::TrackScore(a, b, c)),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let r = || 0..3usize;
+    prop_oneof![
+        6 => (r(), write(), any::<u8>()).prop_map(|(r, w, v)| Step::Upsert(r, w, v)),
+        2 => (r(), write()).prop_map(|(r, w)| Step::Delete(r, w)),
+        1 => r().prop_map(Step::Pull),
+        1 => r().prop_map(Step::Push),
+        2 => r().prop_map(Step::Sync),
+        1 => (prop_oneof![Just(0u8), Just(10), Just(30)], any::<u64>()).prop_map(|(p, s)| Step::Faults(p, s)),
+    ]
+}
+
+/// Stable ids per table and index, so scripts read as "venue 0", "fixture 1"...
+struct Ids {
+    ids: HashMap<(&'static str, usize), Uuid>,
+}
+
+impl Ids {
+    fn new() -> Self {
+        let mut ids = HashMap::new();
+        for t in [
+            "venues",
+            "fixtures",
+            "groups",
+            "patterns",
+            "impls",
+            "tracks",
+            "scores",
+            "track_scores",
+        ] {
+            for i in 0..N {
+                ids.insert((t, i), Uuid::new_v4());
+            }
+        }
+        Self { ids }
+    }
+    fn get(&self, t: &'static str, i: usize) -> Uuid {
+        self.ids[&(t, i)]
+    }
+}
+
+async fn upsert<T: Record + Clone>(
+    store: &Store,
+    fresh: T,
+    key: RecordKey,
+    edit: impl FnOnce(&mut T),
+) {
+    match store.repo::<T>().find(key).await.unwrap() {
+        Some(mut existing) => {
+            edit(&mut existing);
+            let _ = store.repo::<T>().update(&existing).await;
+        }
+        None => {
+            // Fails (and writes nothing) when the parent is missing here: fine.
+            let _ = store.repo::<T>().create(&fresh).await;
+        }
+    }
+}
+
+async fn apply_write(store: &Store, ids: &Ids, w: Write, v: u8, delete: bool) {
+    let name = format!("n{v}");
+    match w {
+        Write::Venue(i) => {
+            let id = ids.get("venues", i).into();
+            if delete {
+                let _ = store.venues().delete(RecordKey::single(id)).await;
+                return;
+            }
+            let mut rec = Venue::new(&name);
+            rec.id = id;
+            upsert(store, rec, RecordKey::single(id), |r| {
+                r.description = name.clone()
+            })
+            .await;
+        }
+        Write::Fixture(i, venue) => {
+            let id: luma_model::FixtureId = ids.get("fixtures", i).into();
+            if delete {
+                let _ = store.fixtures().delete(RecordKey::single(id)).await;
+                return;
+            }
+            let mut rec = Fixture::new(
+                ids.get("venues", venue).into(),
+                1,
+                1 + i64::from(v % 100),
+                1,
+            );
+            rec.id = id;
+            rec.fixture_path = Some(format!("/local/{v}"));
+            upsert(store, rec, RecordKey::single(id), |r| {
+                r.address = 1 + i64::from(v % 100);
+                r.pos_x = f64::from(v) / 3.0;
+            })
+            .await;
+        }
+        Write::Group(i, venue) => {
+            let id: luma_model::FixtureGroupId = ids.get("groups", i).into();
+            if delete {
+                let _ = store.fixture_groups().delete(RecordKey::single(id)).await;
+                return;
+            }
+            let mut rec = FixtureGroup::new(ids.get("venues", venue).into(), format!("g{i}"));
+            rec.id = id;
+            upsert(store, rec, RecordKey::single(id), |r| {
+                r.display_order = i64::from(v)
+            })
+            .await;
+        }
+        Write::Member(f, g) => {
+            let rec = FixtureGroupMember {
+                fixture_id: ids.get("fixtures", f).into(),
+                group_id: ids.get("groups", g).into(),
+                display_order: i64::from(v),
+            };
+            let key = rec.key().unwrap();
+            if delete {
+                let _ = store.group_members().delete(key).await;
+                return;
+            }
+            upsert(store, rec, key, |r| r.display_order = i64::from(v)).await;
+        }
+        Write::Pattern(i) => {
+            let id: luma_model::PatternId = ids.get("patterns", i).into();
+            if delete {
+                let _ = store.patterns().delete(RecordKey::single(id)).await;
+                return;
+            }
+            let mut rec = Pattern::new(&name);
+            rec.id = id;
+            upsert(store, rec, RecordKey::single(id), |r| r.name = name.clone()).await;
+        }
+        Write::Impl(i, p) => {
+            let id: luma_model::ImplementationId = ids.get("impls", i).into();
+            if delete {
+                let _ = store.implementations().delete(RecordKey::single(id)).await;
+                return;
+            }
+            let mut rec = Implementation::new(ids.get("patterns", p).into(), &name);
+            rec.id = id;
+            upsert(store, rec, RecordKey::single(id), |r| r.name = name.clone()).await;
+        }
+        Write::Track(i) => {
+            let id: luma_model::TrackId = ids.get("tracks", i).into();
+            if delete {
+                let _ = store.tracks().delete(RecordKey::single(id)).await;
+                return;
+            }
+            let mut rec = Track::new(&name);
+            rec.id = id;
+            rec.file_path = Some("/music/local.flac".into());
+            upsert(store, rec, RecordKey::single(id), |r| {
+                r.bpm = Some(f64::from(v) + 0.5)
+            })
+            .await;
+        }
+        Write::Score(i, t, venue) => {
+            let id: luma_model::ScoreId = ids.get("scores", i).into();
+            if delete {
+                let _ = store.scores().delete(RecordKey::single(id)).await;
+                return;
+            }
+            let mut rec = Score::new(
+                ids.get("tracks", t).into(),
+                ids.get("venues", venue).into(),
+                &name,
+            );
+            rec.id = id;
+            upsert(store, rec, RecordKey::single(id), |r| r.name = name.clone()).await;
+        }
+        Write::TrackScore(i, s, p) => {
+            let id: luma_model::TrackScoreId = ids.get("track_scores", i).into();
+            if delete {
+                let _ = store.track_scores().delete(RecordKey::single(id)).await;
+                return;
+            }
+            let start = f64::from(v) / 7.0;
+            let mut rec = TrackScore::new(
+                ids.get("scores", s).into(),
+                ids.get("patterns", p).into(),
+                start,
+                start + 1.0,
+            );
+            rec.id = id;
+            upsert(store, rec, RecordKey::single(id), |r| {
+                r.z_index = i64::from(v)
+            })
+            .await;
+        }
+    }
+}
+
+/// Every write ever made: (table, key) -> stamp -> row (`None` for a delete).
+type Writes = BTreeMap<(String, RecordKey), BTreeMap<Hlc, Option<Row>>>;
+
+async fn record_writes(store: &Store, writes: &mut Writes) {
+    let ops = store.outbox().all().await.unwrap();
+    let rows = store.read_push_rows(&ops).await.unwrap();
+    for r in rows {
+        let row = if r.op.kind == OpKind::Delete {
+            None
+        } else {
+            r.row
+        };
+        writes
+            .entry((r.op.table.clone(), r.op.key.clone()))
+            .or_default()
+            .insert(r.hlc, row);
+    }
+}
+
+/// Keys of the parents of `row` in `table`.
+fn parents_of(store: &Store, table: &str, row: &Row) -> Vec<(String, RecordKey)> {
+    let spec = store.table(table).unwrap().spec;
+    spec.parents
+        .iter()
+        .filter_map(|p| {
+            row.get(p.column)
+                .and_then(|v| v.as_str())
+                .map(|k| (p.table.to_string(), RecordKey::from_canonical(k)))
+        })
+        .collect()
+}
+
+/// True if some ancestor of the record has a delete among the writes.
+fn ancestor_deleted(store: &Store, writes: &Writes, table: &str, row: &Row, depth: u8) -> bool {
+    if depth > 6 {
+        return false;
+    }
+    parents_of(store, table, row).into_iter().any(|(pt, pk)| {
+        let Some(versions) = writes.get(&(pt.clone(), pk)) else {
+            return false;
+        };
+        versions.values().any(|v| v.is_none())
+            || versions
+                .values()
+                .flatten()
+                .any(|prow| ancestor_deleted(store, writes, &pt, prow, depth + 1))
+    })
+}
+
+async fn run_case(steps: Vec<Step>) {
+    let remote = MemoryRemote::new();
+    let user = UserId::new();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(device(&remote, user).await);
+    }
+    let ids = Ids::new();
+    let mut writes = Writes::new();
+    for s in &steps {
+        match *s {
+            Step::Upsert(r, w, v) => {
+                apply_write(replicas[r].local(), &ids, w, v, false).await;
+                record_writes(replicas[r].local(), &mut writes).await;
+            }
+            Step::Delete(r, w) => {
+                apply_write(replicas[r].local(), &ids, w, 0, true).await;
+                record_writes(replicas[r].local(), &mut writes).await;
+            }
+            Step::Pull(r) => {
+                let _ = replicas[r].pull().await;
+            }
+            Step::Push(r) => {
+                let _ = replicas[r].push().await;
+            }
+            Step::Sync(r) => {
+                let _ = replicas[r].sync_now().await;
+            }
+            Step::Faults(p, seed) => {
+                remote.set_faults(FaultConfig::all(seed, f64::from(p) / 600.0))
+            }
+        }
+    }
+    // The final fault-free sync: rounds until a round moves nothing.
+    remote.set_faults(FaultConfig::none());
+    let mut quiet = false;
+    for _ in 0..8 {
+        let mut moved = 0;
+        for e in &replicas {
+            e.retry_all().await.unwrap();
+            let r = e.sync_now().await.unwrap();
+            moved += r.pull.rows + r.push.sent;
+        }
+        if moved == 0 {
+            quiet = true;
+            break;
+        }
+    }
+    assert!(quiet, "the replicas kept exchanging changes");
+    for e in &replicas {
+        assert_eq!(e.local().outbox().all().await.unwrap(), vec![], "ops left");
+        assert_same_as_remote(e).await;
+    }
+    // The remote is last-writer-wins over all writes (with "parent delete wins").
+    let store = replicas[0].local();
+    for spec in store.synced_tables().unwrap() {
+        let snapshot = remote.snapshot(spec.name);
+        for (key, (hlc, row)) in &snapshot {
+            let versions = writes.get(&(spec.name.to_string(), key.clone()));
+            if let Some(row) = row {
+                let versions = versions.expect("a live remote row comes from a write");
+                let (newest, wrow) = versions.iter().next_back().unwrap();
+                assert_eq!(hlc, newest, "{} {key}: the newest write wins", spec.name);
+                assert_eq!(
+                    wrow.as_ref(),
+                    Some(row),
+                    "{} {key}: with its content",
+                    spec.name
+                );
+            }
+        }
+        for ((table, key), versions) in writes.iter().filter(|((t, _), _)| t == spec.name) {
+            let (newest, wrow) = versions.iter().next_back().unwrap();
+            let server = snapshot.get(key);
+            match wrow {
+                None => assert!(
+                    server.is_none_or(|(_, r)| r.is_none()),
+                    "{table} {key}: deleted last"
+                ),
+                Some(row) => {
+                    let live = server.is_some_and(|(h, r)| h == newest && r.as_ref() == Some(row));
+                    assert!(
+                        live || ancestor_deleted(store, &writes, table, row, 0),
+                        "{table} {key}: the newest write {newest} was lost (server: {server:?})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn cases() -> u32 {
+    std::env::var("LUMA_CONVERGENCE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn replicas_converge_to_last_writer_wins(steps in prop::collection::vec(step(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run_case(steps));
+    }
+}

@@ -1,0 +1,455 @@
+//! The engine against the in-memory remote: convergence of two devices, faults, restarts,
+//! rejections, conflicts, token refresh and plugin tables.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use luma_model::{Fixture, OpKind, Pattern, RecordKey, UserId, Venue};
+use luma_store::Store;
+use luma_sync::{AccessToken, Call, Fault, Phase, SyncEngine, SyncError, TokenProvider};
+
+#[tokio::test]
+async fn two_devices_converge_through_the_remote() {
+    let remote = luma_sync::MemoryRemote::new();
+    let user = UserId::new();
+    let a = device(&remote, user).await;
+    let b = device(&remote, user).await;
+    let venue = Venue::new("Club");
+    a.local().venues().create(&venue).await.unwrap();
+    let mut f = Fixture::new(venue.id, 1, 1, 4);
+    f.fixture_path = Some("/only/on/a.json".into());
+    a.local().fixtures().create(&f).await.unwrap();
+    let r = a.sync_now().await.unwrap();
+    assert_eq!(r.push.applied, 2);
+    let mut changes = b.changes();
+    let r = b.sync_now().await.unwrap();
+    assert_eq!(r.pull.rows, 2);
+    let got = b.local().fixtures().get(f.id).await.unwrap();
+    assert_eq!(
+        got.fixture_path, None,
+        "local-only columns stay on their device"
+    );
+    assert_eq!(got.address, 1);
+    assert_eq!(
+        changes.recv().await.unwrap().tables,
+        vec!["venues".to_string()]
+    );
+    assert_eq!(
+        b.local().outbox().pending_count().await.unwrap(),
+        0,
+        "pulled rows make no ops"
+    );
+    assert_same_as_remote(&a).await;
+    assert_same_as_remote(&b).await;
+    let status = b.status().borrow().clone();
+    assert!(status.online && status.last_pull.is_some() && status.pending == 0);
+}
+
+#[tokio::test]
+async fn a_lost_response_is_resent_without_duplicate_or_regression() {
+    let remote = luma_sync::MemoryRemote::new();
+    let user = UserId::new();
+    let a = device(&remote, user).await;
+    let venue = Venue::new("v1");
+    a.local().venues().create(&venue).await.unwrap();
+    remote.inject(Call::Push, Fault::LoseResponse);
+    let err = a.push().await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(remote.stats().writes, 1, "the server applied it");
+    let op = &a.pending_errors().await.unwrap()[0];
+    assert_eq!(op.attempts, 1);
+    assert!(op.next_retry_ms.is_some() && !op.rejected);
+    // A newer edit from another device lands in between.
+    let b = device(&remote, user).await;
+    b.sync_now().await.unwrap();
+    let mut venue = b.local().venues().get(venue.id).await.unwrap();
+    venue.name = "v2 from b".into();
+    b.local().venues().update(&venue).await.unwrap();
+    b.sync_now().await.unwrap();
+    assert_eq!(remote.stats().writes, 2);
+    // The resend neither duplicates nor regresses.
+    a.retry_all().await.unwrap();
+    let r = a.sync_now().await.unwrap();
+    assert_eq!(r.push.sent, 0, "the pull already settled the op");
+    assert_eq!(remote.stats().writes, 2);
+    assert_eq!(
+        a.local().venues().get(venue.id).await.unwrap().name,
+        "v2 from b"
+    );
+    assert_same_as_remote(&a).await;
+
+    // Resending the very same change is answered `applied` and writes nothing.
+    let mut v3 = venue.clone();
+    v3.name = "v3".into();
+    a.local().venues().update(&v3).await.unwrap();
+    remote.inject(Call::Push, Fault::LoseResponse);
+    assert!(a.push().await.is_err());
+    let writes = remote.stats().writes;
+    a.retry_all().await.unwrap();
+    let r = a.push().await.unwrap();
+    assert_eq!((r.sent, r.applied), (1, 1));
+    assert_eq!(remote.stats().writes, writes, "idempotent resend");
+    assert_same_as_remote(&a).await;
+}
+
+#[tokio::test]
+async fn a_rejected_op_is_listed_and_does_not_block_others_then_discard_restores() {
+    let remote = luma_sync::MemoryRemote::new();
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let a = device(&remote, alice).await;
+    let b = device(&remote, bob).await;
+    let mut pattern = Pattern::new("Community chase");
+    pattern.is_verified = true;
+    a.local().patterns().create(&pattern).await.unwrap();
+    a.sync_now().await.unwrap();
+    b.sync_now().await.unwrap();
+    let mut theirs = b.local().patterns().get(pattern.id).await.unwrap();
+    assert_eq!(theirs.uid, Some(alice));
+    theirs.name = "Bob's edit".into();
+    b.local().patterns().update(&theirs).await.unwrap();
+    let own = Venue::new("Bob's venue");
+    b.local().venues().create(&own).await.unwrap();
+    let r = b.sync_now().await.unwrap();
+    assert_eq!((r.push.applied, r.push.rejected), (1, 1));
+    let errors = b.pending_errors().await.unwrap();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].rejected);
+    assert_eq!(errors[0].table, "patterns");
+    assert!(
+        errors[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("forbidden"),
+        "{errors:?}"
+    );
+    assert!(remote
+        .snapshot("venues")
+        .contains_key(&RecordKey::from(own.id)));
+    assert_eq!(b.status().borrow().rejected, 1);
+    // A rejected op is not pushed again on its own.
+    let writes = remote.stats().writes;
+    b.sync_now().await.unwrap();
+    assert_eq!(remote.stats().writes, writes);
+    // Discard drops the local change; the next pull restores the remote version.
+    b.discard(errors[0].id).await.unwrap();
+    b.sync_now().await.unwrap();
+    assert_eq!(
+        b.local().patterns().get(pattern.id).await.unwrap().name,
+        "Community chase"
+    );
+    assert!(b.pending_errors().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_queue_drains_after_a_fault_clears_without_a_new_write() {
+    let remote = luma_sync::MemoryRemote::new();
+    let user = UserId::new();
+    let a = device(&remote, user).await;
+    a.local().venues().create(&Venue::new("v")).await.unwrap();
+    for _ in 0..3 {
+        remote.inject(Call::Push, Fault::ServerError);
+    }
+    let mut status = a.status();
+    a.start();
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if a.local().outbox().pending_count().await.unwrap() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the timer retried the push");
+    assert!(remote.stats().pushes >= 4);
+    status.mark_changed();
+    a.shutdown().await;
+    assert_eq!(a.status().borrow().phase, Phase::Stopped);
+    assert_same_as_remote(&a).await;
+}
+
+#[tokio::test]
+async fn a_local_write_wakes_the_background_push() {
+    let remote = luma_sync::MemoryRemote::new();
+    let user = UserId::new();
+    let a = device(&remote, user).await;
+    a.start();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let v = Venue::new("pushed in the background");
+    a.local().venues().create(&v).await.unwrap();
+    let ok = tokio::time::timeout(Duration::from_secs(10), async {
+        while !remote
+            .snapshot("venues")
+            .contains_key(&RecordKey::from(v.id))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    a.shutdown().await;
+    assert!(ok.is_ok());
+}
+
+#[tokio::test]
+async fn restart_in_the_middle_of_a_push_and_of_a_pull_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = luma_sync::MemoryRemote::new();
+    let user = UserId::new();
+    let path = dir.path().join("a.db");
+    let venue = Venue::new("v");
+    {
+        let a = engine_for(Store::open(&path).await.unwrap(), &remote, user).await;
+        a.local().venues().create(&venue).await.unwrap();
+        for i in 0..5 {
+            a.local()
+                .fixtures()
+                .create(&Fixture::new(venue.id, 1, i + 1, 1))
+                .await
+                .unwrap();
+        }
+        // The server applies the push but the device dies before it hears back.
+        remote.inject(Call::Push, Fault::LoseResponse);
+        assert!(a.push().await.is_err());
+        a.local().close().await;
+    }
+    let writes = remote.stats().writes;
+    {
+        let a = engine_for(Store::open(&path).await.unwrap(), &remote, user).await;
+        a.retry_all().await.unwrap();
+        a.sync_now().await.unwrap();
+        assert_eq!(remote.stats().writes, writes, "nothing written twice");
+        assert_eq!(a.local().outbox().pending_count().await.unwrap(), 0);
+        assert_same_as_remote(&a).await;
+    }
+    // A second device pulls page by page and dies half way.
+    let path_b = dir.path().join("b.db");
+    {
+        let b = engine_for(Store::open(&path_b).await.unwrap(), &remote, user).await;
+        let mut cfg = fast_config();
+        cfg.page_size = 2;
+        let b = SyncEngine::new(
+            b.local().clone(),
+            remote.clone(),
+            Arc::new(luma_sync::StaticToken(Arc::new(remote.issue_token(user)))),
+            cfg,
+        );
+        // Every table before fixtures takes one page, then fixtures' first page; the next
+        // page fails.
+        let order = b.local().synced_tables().unwrap();
+        let before = order.iter().position(|t| t.name == "fixtures").unwrap();
+        for _ in 0..=before {
+            remote.inject(Call::Pull, Fault::Delay(Duration::ZERO));
+        }
+        remote.inject(Call::Pull, Fault::FailRequest);
+        assert!(b.pull().await.is_err());
+        let have = b.local().fixtures().count().await.unwrap();
+        assert!(have > 0 && have < 5, "half way: {have}");
+        b.local().close().await;
+    }
+    {
+        let b = engine_for(Store::open(&path_b).await.unwrap(), &remote, user).await;
+        let r = b.sync_now().await.unwrap();
+        assert!(r.pull.rows < 6, "resumed from the cursor: {r:?}");
+        assert_eq!(b.local().fixtures().count().await.unwrap(), 5);
+        assert_eq!(b.local().outbox().pending_count().await.unwrap(), 0);
+        assert_same_as_remote(&b).await;
+    }
+}
+
+#[tokio::test]
+async fn a_delete_racing_an_update_resolves_by_the_newer_stamp() {
+    let remote = luma_sync::MemoryRemote::new();
+    let user = UserId::new();
+    let a = device(&remote, user).await;
+    let b = device(&remote, user).await;
+    let venue = Venue::new("v");
+    a.local().venues().create(&venue).await.unwrap();
+    let f = Fixture::new(venue.id, 1, 1, 1);
+    a.local().fixtures().create(&f).await.unwrap();
+    settle(&[&a, &b]).await;
+    let mut venue = b.local().venues().get(venue.id).await.unwrap();
+
+    // a deletes, then b updates later: the update is newer and wins for the venue; the
+    // fixture stays deleted (its delete is its own newest write).
+    a.local().venues().delete(venue.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    venue.name = "renamed later".into();
+    b.local().venues().update(&venue).await.unwrap();
+    settle(&[&a, &b]).await;
+    for e in [&a, &b] {
+        assert_eq!(
+            e.local().venues().get(venue.id).await.unwrap().name,
+            "renamed later"
+        );
+        assert_eq!(e.local().fixtures().count().await.unwrap(), 0);
+        assert_same_as_remote(e).await;
+    }
+
+    // b updates, then a deletes later: the delete wins everywhere.
+    venue.name = "again".into();
+    b.local().venues().update(&venue).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    a.local().venues().delete(venue.id).await.unwrap();
+    settle(&[&b, &a]).await;
+    for e in [&a, &b] {
+        assert!(e.local().venues().find(venue.id).await.unwrap().is_none());
+        assert!(e.pending_errors().await.unwrap().is_empty());
+        assert_same_as_remote(e).await;
+    }
+}
+
+/// The defined outcome: a parent delete wins over a child created concurrently under it. The
+/// server rejects the child (`missing_parent`); the creating device's next pull applies the
+/// parent's tombstone, which removes the child locally and drops its op (reported).
+#[tokio::test]
+async fn a_child_created_under_a_concurrently_deleted_parent_is_removed_everywhere() {
+    let remote = luma_sync::MemoryRemote::new();
+    let user = UserId::new();
+    let a = device(&remote, user).await;
+    let b = device(&remote, user).await;
+    let venue = Venue::new("v");
+    a.local().venues().create(&venue).await.unwrap();
+    settle(&[&a, &b]).await;
+    a.local().venues().delete(venue.id).await.unwrap();
+    a.sync_now().await.unwrap();
+    let child = Fixture::new(venue.id, 1, 1, 1);
+    b.local().fixtures().create(&child).await.unwrap();
+    // Push first (as the background loop would right after the write).
+    let r = b.push().await.unwrap();
+    assert_eq!(r.rejected, 1);
+    let err = &b.pending_errors().await.unwrap()[0];
+    assert!(err
+        .last_error
+        .as_deref()
+        .unwrap()
+        .starts_with("missing_parent"));
+    let r = b.pull().await.unwrap();
+    assert_eq!(
+        r.apply.orphaned.len() + r.apply.superseded.len(),
+        1,
+        "{r:?}"
+    );
+    assert!(b.pending_errors().await.unwrap().is_empty());
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 0);
+    assert!(b.local().venues().find(venue.id).await.unwrap().is_none());
+    settle(&[&a, &b]).await;
+    assert_same_as_remote(&a).await;
+    assert_same_as_remote(&b).await;
+}
+
+mockall::mock! {
+    Tokens {}
+    #[async_trait::async_trait]
+    impl TokenProvider for Tokens {
+        async fn token(&self) -> luma_sync::Result<Arc<AccessToken>>;
+        async fn refresh(&self) -> luma_sync::Result<Arc<AccessToken>>;
+    }
+}
+
+#[tokio::test]
+async fn a_401_leads_to_exactly_one_refresh() {
+    let remote = luma_sync::MemoryRemote::new();
+    let user = UserId::new();
+    let stale = Arc::new(remote.issue_token(user));
+    remote.expire_tokens(user);
+    let fresh = Arc::new(remote.issue_token(user));
+    let mut tokens = MockTokens::new();
+    let s = stale.clone();
+    tokens.expect_token().returning(move || Ok(s.clone()));
+    let f = fresh.clone();
+    tokens
+        .expect_refresh()
+        .times(1)
+        .returning(move || Ok(f.clone()));
+    let store = Store::open_in_memory().await.unwrap();
+    store.set_current_user(Some(user)).await.unwrap();
+    store.venues().create(&Venue::new("v")).await.unwrap();
+    let engine = SyncEngine::new(store, remote.clone(), Arc::new(tokens), fast_config());
+    let r = engine.sync_now().await.unwrap();
+    assert_eq!(r.push.applied, 1);
+
+    // A token refused again after the refresh is an error, still after one refresh.
+    let remote2 = luma_sync::MemoryRemote::new();
+    let mut tokens = MockTokens::new();
+    let bad = Arc::new(AccessToken::new(user, "unknown"));
+    let b1 = bad.clone();
+    tokens.expect_token().returning(move || Ok(b1.clone()));
+    let b2 = bad.clone();
+    tokens
+        .expect_refresh()
+        .times(1)
+        .returning(move || Ok(b2.clone()));
+    let engine = SyncEngine::new(
+        Store::open_in_memory().await.unwrap(),
+        remote2,
+        Arc::new(tokens),
+        fast_config(),
+    );
+    let err = engine.pull().await.unwrap_err();
+    assert!(matches!(err, SyncError::Unauthorized { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn ops_of_another_user_are_never_pushed_with_this_token() {
+    let remote = luma_sync::MemoryRemote::new();
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let store = Store::open_in_memory().await.unwrap();
+    store.set_current_user(Some(alice)).await.unwrap();
+    let va = Venue::new("alice's");
+    store.venues().create(&va).await.unwrap();
+    // Alice signs out with an unpushed op; Bob signs in on the same device.
+    store.set_current_user(Some(bob)).await.unwrap();
+    let vb = Venue::new("bob's");
+    store.venues().create(&vb).await.unwrap();
+    let engine = engine_for(store.clone(), &remote, bob).await;
+    let r = engine.sync_now().await.unwrap();
+    assert_eq!(r.push.applied, 1);
+    assert!(!remote
+        .snapshot("venues")
+        .contains_key(&RecordKey::from(va.id)));
+    let left = store.outbox().all().await.unwrap();
+    assert_eq!(left.len(), 1, "alice's op is kept for her");
+    assert_eq!(left[0].user_id, Some(alice));
+    assert_eq!(left[0].kind, OpKind::Upsert);
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_the_tombstone_horizon_triggers_a_full_resync_that_keeps_pending_ops() {
+    let remote = luma_sync::MemoryRemote::new();
+    let user = UserId::new();
+    let a = device(&remote, user).await;
+    let b = device(&remote, user).await;
+    let (gone, kept) = (Venue::new("gone"), Venue::new("kept"));
+    a.local().venues().create(&gone).await.unwrap();
+    a.local().venues().create(&kept).await.unwrap();
+    a.local()
+        .fixtures()
+        .create(&Fixture::new(gone.id, 1, 1, 1))
+        .await
+        .unwrap();
+    settle(&[&a, &b]).await;
+    // b has an unpushed edit when the horizon passes it by.
+    let mut edit = b.local().venues().get(kept.id).await.unwrap();
+    edit.description = "pending on b".into();
+    b.local().venues().update(&edit).await.unwrap();
+    a.local().venues().delete(gone.id).await.unwrap();
+    a.sync_now().await.unwrap();
+    remote.purge_tombstones();
+    let r = b.pull().await.unwrap();
+    assert!(r.apply.deleted >= 1, "{r:?}");
+    assert!(b.local().venues().find(gone.id).await.unwrap().is_none());
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 0);
+    assert_eq!(
+        b.local().venues().get(kept.id).await.unwrap().description,
+        "pending on b"
+    );
+    assert_eq!(b.local().outbox().pending_count().await.unwrap(), 1);
+    settle(&[&b, &a]).await;
+    assert_same_as_remote(&a).await;
+    assert_same_as_remote(&b).await;
+}
