@@ -62,7 +62,8 @@ pub struct ApplyReport {
     /// Local ops a newer remote write won over: removed.
     pub superseded: Vec<DroppedOp>,
     /// Local upsert ops of child rows that vanished with a parent deleted by a tombstone:
-    /// removed (the parent delete wins).
+    /// turned into deletes with the same stamp (the parent delete wins; the tombstone is
+    /// pushed so an older live version elsewhere does not come back).
     pub orphaned: Vec<DroppedOp>,
     /// Tables whose local rows changed.
     pub changed_tables: Vec<String>,
@@ -632,8 +633,11 @@ impl Store {
         Ok(report)
     }
 
-    /// Drops upsert ops of rows of `table`'s descendants that no longer exist (deleted by a
-    /// cascade while applying remote state).
+    /// Turns upsert ops of rows of `table`'s descendants that no longer exist (deleted by a
+    /// cascade while applying a parent's tombstone) into deletes with the same stamp: the
+    /// record's newest write was made under a parent that is gone, so by "parent delete wins"
+    /// the record ends deleted everywhere, also where an older version of it is still alive.
+    /// Without this an older write on another device would outlive the newest one.
     async fn sweep_orphans(
         &self,
         conn: &mut SqliteConnection,
@@ -642,7 +646,9 @@ impl Store {
         let mut out = Vec::new();
         for d in self.descendant_tables(table)? {
             let gone = sqlx::query(&format!(
-                "DELETE FROM sync_outbox AS o WHERE o.tbl = ?1 AND o.kind = 'upsert' AND NOT EXISTS \
+                "UPDATE sync_outbox AS o SET kind = 'delete', attempts = 0, last_error = NULL, \
+                 rejected = 0, next_retry_ms = NULL \
+                 WHERE o.tbl = ?1 AND o.kind = 'upsert' AND NOT EXISTS \
                  (SELECT 1 FROM {} c WHERE {}) RETURNING seq, tbl, pk, hlc, kind",
                 quote(d.name),
                 key_match(&d, "c", "o.pk")
@@ -650,7 +656,7 @@ impl Store {
             .bind(d.name)
             .fetch_all(&mut *conn)
             .await
-            .map_err(StoreError::sql("dropping ops of vanished rows"))?;
+            .map_err(StoreError::sql("turning ops of vanished rows into deletes"))?;
             for r in &gone {
                 out.push(dropped(r)?);
             }

@@ -251,7 +251,7 @@ async fn local_only_columns_are_never_overwritten() {
 }
 
 #[tokio::test]
-async fn tombstones_delete_with_children_and_drop_orphaned_child_ops() {
+async fn tombstones_delete_with_children_and_turn_orphaned_child_ops_into_deletes() {
     let store = Store::open_in_memory().await.unwrap();
     let venue = Venue::new("v");
     store.venues().create(&venue).await.unwrap();
@@ -285,11 +285,12 @@ async fn tombstones_delete_with_children_and_drop_orphaned_child_ops() {
         .contains(&"fixture_group_members".to_string()));
     assert_eq!(store.fixtures().count().await.unwrap(), 0);
     assert_eq!(store.group_members().count().await.unwrap(), 0);
-    assert_eq!(
-        store.outbox().pending_count().await.unwrap(),
-        0,
-        "cascade makes no ops"
-    );
+    // The cascade makes no ops of its own; the edited child's op now pushes a tombstone
+    // (same stamp), so an older live version elsewhere cannot outlive this newest write.
+    let left = store.outbox().all().await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].key, RecordKey::from(f.id));
+    assert_eq!(left[0].kind, luma_model::OpKind::Delete);
 
     // A tombstone older than a local pending edit keeps the row.
     let v2 = Venue::new("kept");

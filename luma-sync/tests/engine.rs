@@ -305,7 +305,8 @@ async fn a_delete_racing_an_update_resolves_by_the_newer_stamp() {
 
 /// The defined outcome: a parent delete wins over a child created concurrently under it. The
 /// server rejects the child (`missing_parent`); the creating device's next pull applies the
-/// parent's tombstone, which removes the child locally and drops its op (reported).
+/// parent's tombstone, which removes the child locally and turns its op into a delete
+/// (reported), so the child ends deleted on the server too.
 #[tokio::test]
 async fn a_child_created_under_a_concurrently_deleted_parent_is_removed_everywhere() {
     let remote = luma_sync::MemoryRemote::new();
