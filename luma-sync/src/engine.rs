@@ -754,6 +754,7 @@ fn merge_apply(mut a: ApplyReport, b: ApplyReport) -> ApplyReport {
     a.upserted += b.upserted;
     a.deleted += b.deleted;
     a.skipped_missing_parent += b.skipped_missing_parent;
+    a.skipped_conflict += b.skipped_conflict;
     a.confirmed += b.confirmed;
     a.superseded.extend(b.superseded);
     a.orphaned.extend(b.orphaned);
