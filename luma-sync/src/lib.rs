@@ -41,6 +41,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "testing")]
+pub mod conformance;
 mod engine;
 mod error;
 mod local;
