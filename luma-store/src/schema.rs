@@ -171,6 +171,10 @@ impl TableSql {
                         "\"updated_at\" = CASE WHEN {changed} THEN ?{} ELSE \"updated_at\" END",
                         n(c)
                     )
+                } else if *c == "uid" {
+                    // An update never clears the owner (a struct built with `new()` carries
+                    // `uid: None`); owners are filled on insert and only the server changes them.
+                    format!("\"uid\" = COALESCE(?{}, \"uid\")", n(c))
                 } else {
                     format!("{} = ?{}", quote(c), n(c))
                 }

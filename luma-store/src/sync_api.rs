@@ -57,6 +57,9 @@ pub struct ApplyReport {
     pub deleted: u64,
     /// Rows not applied because their parent row is missing locally.
     pub skipped_missing_parent: u64,
+    /// Rows not applied because a unique value (other than the key) they carry is held by
+    /// another local row that the page did not move away.
+    pub skipped_conflict: u64,
     /// Local ops whose exact write the server already holds (same stamp): removed.
     pub confirmed: u64,
     /// Local ops a newer remote write won over: removed.
@@ -74,6 +77,7 @@ impl ApplyReport {
         self.upserted += other.upserted;
         self.deleted += other.deleted;
         self.skipped_missing_parent += other.skipped_missing_parent;
+        self.skipped_conflict += other.skipped_conflict;
         self.confirmed += other.confirmed;
         self.superseded.extend(other.superseded);
         self.orphaned.extend(other.orphaned);
@@ -224,6 +228,10 @@ fn page_json(rows: &[PulledRow]) -> Result<String> {
         table: "sync".into(),
         message: format!("encoding a pulled page: {source}"),
     })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation)
 }
 
 fn bad_op_row(message: String) -> StoreError {
@@ -514,7 +522,7 @@ impl Store {
             }
         }
 
-        // 2. Upserts of rows without a (newer) local op whose parents exist. The op check is
+        // 3. Upserts of rows without a (newer) local op whose parents exist. The op check is
         // left out when the table has no ops at all (the common case of a large pull).
         let has_ops: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sync_outbox WHERE tbl = ?)")
@@ -530,6 +538,26 @@ impl Store {
         } else {
             "1".to_string()
         };
+        // 2. Tombstones (before upserts, so that a deleted row frees its unique values): delete
+        // rows not newer than the tombstone and without a local op. At equal stamps the delete
+        // wins (a server cascade can stamp a child with its own stamp).
+        let has_tombstones = rows.iter().any(|r| r.deleted);
+        if has_tombstones {
+            let del = format!(
+                "DELETE FROM {t} WHERE rowid IN (SELECT x.rowid FROM json_each(?1) j JOIN {t} x ON {m} \
+                 WHERE {J_DEL} = 1 AND (x.hlc IS NULL OR {J_HLC} >= x.hlc) AND {no_op})",
+                m = key_match(&spec, "x", J_KEY)
+            );
+            let done = sqlx::query(&del)
+                .bind(&page)
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::write(spec.name))?;
+            report.deleted = done.rows_affected();
+            if report.deleted > 0 {
+                report.orphaned = self.sweep_orphans(conn, spec.name).await?;
+            }
+        }
         let mut parent_checks = Vec::new();
         for p in spec.parents {
             if p.table == spec.name {
@@ -584,12 +612,36 @@ impl Store {
                 .join(", "),
             set = non_key.join(", "),
         );
-        let done = sqlx::query(&upsert)
-            .bind(&page)
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::write(spec.name))?;
-        report.upserted = done.rows_affected();
+        match sqlx::query(&upsert).bind(&page).execute(&mut *conn).await {
+            Ok(done) => report.upserted = done.rows_affected(),
+            Err(e) if is_unique_violation(&e) => {
+                // A unique value other than the key is held by another row that a later row
+                // of this page (or a later page) moves away: apply row by row, in passes,
+                // until nothing more goes in. (A failed statement leaves the transaction open.)
+                let mut left: Vec<&PulledRow> = rows.iter().filter(|r| !r.deleted).collect();
+                loop {
+                    let before = left.len();
+                    let mut still = Vec::new();
+                    for r in left {
+                        let one = page_json(std::slice::from_ref(r))?;
+                        match sqlx::query(&upsert).bind(one).execute(&mut *conn).await {
+                            Ok(done) => report.upserted += done.rows_affected(),
+                            Err(e) if is_unique_violation(&e) => still.push(r),
+                            Err(e) => return Err(StoreError::write(spec.name)(e)),
+                        }
+                    }
+                    left = still;
+                    if left.is_empty() || left.len() == before {
+                        break;
+                    }
+                }
+                report.skipped_conflict = left.len() as u64;
+                for r in &left {
+                    tracing::warn!(table = spec.name, key = %r.key, "pulled row conflicts with a unique value held locally: skipped");
+                }
+            }
+            Err(e) => return Err(StoreError::write(spec.name)(e)),
+        }
         let live = rows.iter().filter(|r| !r.deleted).count() as u64;
         // Rows can only have been skipped for a missing parent if fewer were written.
         if !parent_checks.is_empty() && report.upserted < live {
@@ -603,25 +655,6 @@ impl Store {
             report.skipped_missing_parent = u64::try_from(skipped).unwrap_or(0);
         }
 
-        // 3. Tombstones: delete rows not newer than the tombstone and without a local op. At
-        // equal stamps the delete wins (a server cascade can stamp a child with its own stamp).
-        let has_tombstones = rows.iter().any(|r| r.deleted);
-        if has_tombstones {
-            let del = format!(
-                "DELETE FROM {t} WHERE rowid IN (SELECT x.rowid FROM json_each(?1) j JOIN {t} x ON {m} \
-                 WHERE {J_DEL} = 1 AND (x.hlc IS NULL OR {J_HLC} >= x.hlc) AND {no_op})",
-                m = key_match(&spec, "x", J_KEY)
-            );
-            let done = sqlx::query(&del)
-                .bind(&page)
-                .execute(&mut *conn)
-                .await
-                .map_err(StoreError::write(spec.name))?;
-            report.deleted = done.rows_affected();
-            if report.deleted > 0 {
-                report.orphaned = self.sweep_orphans(conn, spec.name).await?;
-            }
-        }
         if report.upserted > 0 || report.deleted > 0 {
             report.note_changed(spec.name);
         }

@@ -29,6 +29,12 @@ async fn a_committed_write_has_its_op_with_user_and_stamp() {
     assert_eq!(all[0].hlc.site, store.site_id());
     // The owner is filled from the signed-in user.
     assert_eq!(store.venues().get(venue.id).await.unwrap().uid, Some(user));
+    // Updating from a struct that never had the owner (built with `new`) keeps it.
+    let mut edited = venue.clone();
+    edited.name = "Club 2".into();
+    assert_eq!(edited.uid, None);
+    store.venues().update(&edited).await.unwrap();
+    assert_eq!(store.venues().get(venue.id).await.unwrap().uid, Some(user));
 }
 
 #[tokio::test]

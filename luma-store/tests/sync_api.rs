@@ -145,21 +145,13 @@ async fn a_failing_page_leaves_rows_and_cursor_untouched() {
     let store = Store::open_in_memory().await.unwrap();
     let user = UserId::new();
     let a = Venue::new("A");
-    let mut b = Venue::new("B");
-    b.share_code = Some("ABCDEFGH".into());
-    let mut c = Venue::new("C");
-    c.share_code = Some("ABCDEFGH".into()); // violates the unique share code
+    let mut bad = pulled(&Venue::new("B"), stamp(2));
+    bad.row
+        .as_mut()
+        .unwrap()
+        .insert("name".into(), "   ".into()); // violates a CHECK
     let err = store
-        .apply_pulled_page(
-            user,
-            "venues",
-            &[
-                pulled(&a, stamp(1)),
-                pulled(&b, stamp(2)),
-                pulled(&c, stamp(3)),
-            ],
-            Some("x"),
-        )
+        .apply_pulled_page(user, "venues", &[pulled(&a, stamp(1)), bad], Some("x"))
         .await;
     assert!(err.is_err());
     assert_eq!(store.venues().count().await.unwrap(), 0);
@@ -167,6 +159,61 @@ async fn a_failing_page_leaves_rows_and_cursor_untouched() {
     // The guard was rolled back with it: local writes make ops again.
     store.venues().create(&Venue::new("local")).await.unwrap();
     assert_eq!(store.outbox().pending_count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn unique_values_moving_between_rows_apply_in_passes() {
+    let store = Store::open_in_memory().await.unwrap();
+    let user = UserId::new();
+    let venue = Venue::new("v");
+    store
+        .apply_remote_rows("venues", &[pulled(&venue, stamp(1))])
+        .await
+        .unwrap();
+    let mut g1 = FixtureGroup::new(venue.id, "front");
+    store
+        .apply_remote_rows("fixture_groups", &[pulled(&g1, stamp(1))])
+        .await
+        .unwrap();
+    // On the server g1 was renamed away and g2 took its name; the page serves g2 first.
+    let g2 = FixtureGroup::new(venue.id, "front");
+    g1.name = "side".into();
+    let r = store
+        .apply_pulled_page(
+            user,
+            "fixture_groups",
+            &[pulled(&g2, stamp(3)), pulled(&g1, stamp(4))],
+            Some("9"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.upserted, r.skipped_conflict), (2, 0));
+    assert_eq!(
+        store.fixture_groups().get(g2.id).await.unwrap().name,
+        "front"
+    );
+    // A value no row of the page frees is skipped and counted; the rest applies.
+    let g3 = FixtureGroup::new(venue.id, "front");
+    let g4 = FixtureGroup::new(venue.id, "back");
+    let r = store
+        .apply_pulled_page(
+            user,
+            "fixture_groups",
+            &[pulled(&g3, stamp(5)), pulled(&g4, stamp(6))],
+            Some("10"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.upserted, r.skipped_conflict), (1, 1));
+    assert_eq!(
+        store
+            .sync_cursor(user, "fixture_groups")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("10")
+    );
+    assert_eq!(store.outbox().pending_count().await.unwrap(), 0);
 }
 
 #[tokio::test]

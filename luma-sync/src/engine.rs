@@ -506,14 +506,21 @@ impl<L: Local, R: Remote> Core<L, R> {
         let mut report = PushReport::default();
         let mut seen: HashSet<(OpId, Hlc)> = HashSet::new();
         let remote = &self.remote;
+        // Ops are read several batches at a time (ordering the outbox costs a sort of all
+        // of it), then pushed batch by batch in that order.
+        let batch_size = self.config.batch_size.max(1);
+        let mut queue: std::collections::VecDeque<PendingOp> = std::collections::VecDeque::new();
         loop {
-            let ops: Vec<PendingOp> = self
-                .local
-                .next_push_batch(user, self.config.batch_size, now_ms())
-                .await?
-                .into_iter()
-                .filter(|o| !seen.contains(&(o.id, o.hlc)))
-                .collect();
+            if queue.is_empty() {
+                queue = self
+                    .local
+                    .next_push_batch(user, batch_size.saturating_mul(20), now_ms())
+                    .await?
+                    .into_iter()
+                    .filter(|o| !seen.contains(&(o.id, o.hlc)))
+                    .collect();
+            }
+            let ops: Vec<PendingOp> = queue.drain(..queue.len().min(batch_size)).collect();
             if ops.is_empty() {
                 break;
             }
@@ -755,6 +762,7 @@ fn merge_apply(mut a: ApplyReport, b: ApplyReport) -> ApplyReport {
     a.upserted += b.upserted;
     a.deleted += b.deleted;
     a.skipped_missing_parent += b.skipped_missing_parent;
+    a.skipped_conflict += b.skipped_conflict;
     a.confirmed += b.confirmed;
     a.superseded.extend(b.superseded);
     a.orphaned.extend(b.orphaned);

@@ -47,6 +47,8 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cloud;
+#[cfg(feature = "testing")]
+pub mod conformance;
 mod engine;
 mod error;
 mod local;

@@ -170,6 +170,10 @@ impl Default for MemoryRemote {
     }
 }
 
+fn uuid_of(s: &str) -> Option<uuid::Uuid> {
+    uuid::Uuid::parse_str(s).ok()
+}
+
 fn text(v: Option<&Value>) -> Option<String> {
     match v? {
         Value::String(s) => Some(s.clone()),
@@ -401,24 +405,28 @@ impl State {
         if depth > 8 {
             return false;
         }
-        let me = user.to_string();
+        let is_me = |v: Option<&Value>| {
+            v.and_then(Value::as_str)
+                .and_then(uuid_of)
+                .is_some_and(|u| u == user.0)
+        };
+        let key = |column: &str| row.get(column).and_then(Value::as_str);
         match spec.scope {
-            Scope::Owner { column } => text(row.get(column)).as_deref() == Some(me.as_str()),
+            Scope::Owner { column } => is_me(row.get(column)),
             Scope::Venue => {
-                text(row.get("uid")).as_deref() == Some(me.as_str())
-                    || text(row.get("id"))
-                        .and_then(|id| self.members.get(&id))
+                is_me(row.get("uid"))
+                    || key("id")
+                        .and_then(|id| self.members.get(id))
                         .is_some_and(|m| m.contains(&user))
             }
             Scope::InVenue { column } => {
-                self.parent_allowed("venues", text(row.get(column)), user, write, depth)
+                self.parent_allowed("venues", key(column), user, write, depth)
             }
             Scope::OwnerOrPublic { owner, flag } => {
-                text(row.get(owner)).as_deref() == Some(me.as_str())
-                    || (!write && row.get(flag) == Some(&Value::Bool(true)))
+                is_me(row.get(owner)) || (!write && row.get(flag) == Some(&Value::Bool(true)))
             }
             Scope::Parent { column, table } => {
-                self.parent_allowed(table, text(row.get(column)), user, write, depth)
+                self.parent_allowed(table, key(column), user, write, depth)
             }
             _ => false,
         }
@@ -427,7 +435,7 @@ impl State {
     fn parent_allowed(
         &self,
         table: &str,
-        key: Option<String>,
+        key: Option<&str>,
         user: UserId,
         write: bool,
         depth: u8,
@@ -435,7 +443,7 @@ impl State {
         let (Some(key), Some(spec)) = (key, self.spec(table)) else {
             return false;
         };
-        match self.latest(table, &key) {
+        match self.latest(table, key) {
             Some(v) => self.allowed(&spec, &v.row, user, write, depth + 1),
             None => false,
         }

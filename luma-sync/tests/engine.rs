@@ -454,3 +454,64 @@ async fn a_cursor_older_than_the_tombstone_horizon_triggers_a_full_resync_that_k
     assert_same_as_remote(&a).await;
     assert_same_as_remote(&b).await;
 }
+
+#[tokio::test]
+async fn venue_members_share_a_venue_and_a_forbidden_delete_is_restored_by_discard() {
+    let remote = luma_sync::MemoryRemote::new();
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let a = device(&remote, alice).await;
+    let b = device(&remote, bob).await;
+    let venue = Venue::new("Alice's club");
+    a.local().venues().create(&venue).await.unwrap();
+    let f = Fixture::new(venue.id, 1, 1, 4);
+    a.local().fixtures().create(&f).await.unwrap();
+    a.sync_now().await.unwrap();
+    // Not a member yet: Bob sees nothing.
+    b.sync_now().await.unwrap();
+    assert_eq!(b.local().venues().count().await.unwrap(), 0);
+    remote.add_member(venue.id, bob);
+    // Bob joins before his first pull of these tables (backfill of tables already pulled
+    // needs the server's help: see PROTOCOL.md).
+    let b = device(&remote, bob).await;
+    b.sync_now().await.unwrap();
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 1);
+    // Bob edits a fixture: allowed for members.
+    let mut edited = b.local().fixtures().get(f.id).await.unwrap();
+    edited.label = Some("from bob".into());
+    b.local().fixtures().update(&edited).await.unwrap();
+    b.sync_now().await.unwrap();
+    a.sync_now().await.unwrap();
+    assert_eq!(
+        a.local()
+            .fixtures()
+            .get(f.id)
+            .await
+            .unwrap()
+            .label
+            .as_deref(),
+        Some("from bob")
+    );
+    // Bob may not delete Alice's venue: rejected, listed, and discard brings it back with
+    // its fixture.
+    b.local().venues().delete(venue.id).await.unwrap();
+    let r = b.sync_now().await.unwrap();
+    assert!(r.push.rejected >= 1, "{r:?}");
+    let errors = b.pending_errors().await.unwrap();
+    let venue_op = errors.iter().find(|o| o.table == "venues").unwrap();
+    assert!(venue_op
+        .last_error
+        .as_deref()
+        .unwrap()
+        .starts_with("forbidden"));
+    for op in b.pending_errors().await.unwrap() {
+        b.discard(op.id).await.unwrap();
+    }
+    // The fixture's own delete op may have been applied or rejected; either way after the
+    // next sync Bob matches the server.
+    b.sync_now().await.unwrap();
+    assert!(b.local().venues().find(venue.id).await.unwrap().is_some());
+    assert!(b.pending_errors().await.unwrap().is_empty());
+    settle(&[&a, &b]).await;
+    assert_eq!(local_state(a.local()).await, local_state(b.local()).await);
+    assert_same_as_remote(&a).await;
+}

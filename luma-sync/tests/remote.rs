@@ -243,3 +243,15 @@ fn backoff_grows_exponentially_with_jitter_and_a_cap() {
         }
     }
 }
+
+#[tokio::test]
+async fn memory_remote_passes_the_conformance_suite() {
+    let remote = MemoryRemote::new();
+    let (alice, bob) = (
+        remote.issue_token(UserId::new()),
+        remote.issue_token(UserId::new()),
+    );
+    luma_sync::conformance::check_all(&remote, &alice, &bob)
+        .await
+        .unwrap();
+}
