@@ -840,7 +840,10 @@ impl FileSync {
         download_verified(&*self.inner.blobs, &key, &dest, Some(self.progress_fn())).await?;
         match t.kind {
             AssetKind::AlbumArt => {
-                // Only the local-only column changes: no pending op, nothing to sync.
+                // Only the local-only column changes: no pending op, nothing to sync. Raw SQL
+                // on purpose: the `album_art_ref = ?` guard makes it a no-op if a pull changed
+                // the ref meanwhile, which a get-then-`Repo::update` could not promise (it
+                // would write the stale synced columns back as a local change).
                 sqlx::query(
                     "UPDATE tracks SET album_art_path = ? WHERE id = ? AND album_art_ref = ?",
                 )
@@ -860,6 +863,7 @@ impl FileSync {
                         source,
                     })?;
                 let (s, c, b) = decode_waveform(&t.blob_key, &bytes)?;
+                // Local-only columns, guarded by the ref (as for album art above).
                 sqlx::query(
                     "UPDATE track_waveforms SET full_samples = ?, full_colors = ?, full_bands = ? \
                      WHERE track_id = ? AND full_ref = ?",

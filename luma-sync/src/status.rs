@@ -110,3 +110,33 @@ pub struct TablesChanged {
     /// Table names.
     pub tables: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_status_feed_sets_files_and_reports_landed_tables() {
+        let (status, mut rx) = tokio::sync::watch::channel(SyncStatus::default());
+        let (changes, mut changed) = tokio::sync::broadcast::channel(4);
+        let feed = FileStatusFeed { status, changes };
+        rx.mark_unchanged();
+        feed.set(FileTransfers::default());
+        assert!(!rx.has_changed().unwrap(), "no change, no wake-up");
+        let files = FileTransfers {
+            downloads_pending: 1,
+            files_pending: 1,
+            bytes_done: 10,
+            bytes_total: 40,
+            ..FileTransfers::default()
+        };
+        feed.set(files);
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update().files, files);
+        feed.landed("tracks");
+        assert_eq!(
+            changed.try_recv().unwrap().tables,
+            vec!["tracks".to_string()]
+        );
+    }
+}
