@@ -164,6 +164,16 @@ impl AssetKind {
     pub fn is_local_only(self) -> bool {
         matches!(self, AssetKind::Audio | AssetKind::Stem)
     }
+
+    /// The table whose records refer to assets of this kind (a landed file changes a
+    /// local-only column there).
+    pub fn record_table(self) -> &'static str {
+        match self {
+            AssetKind::AlbumArt | AssetKind::Audio => "tracks",
+            AssetKind::WaveformFull => "track_waveforms",
+            AssetKind::Stem => "track_stems",
+        }
+    }
 }
 
 impl std::fmt::Display for AssetKind {

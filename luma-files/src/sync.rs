@@ -230,6 +230,56 @@ impl FileSync {
         self.inner.events.subscribe()
     }
 
+    /// Forwards progress (the current value at once, then every change) and events to
+    /// callbacks, from a spawned task that ends when the last clone of this `FileSync` is
+    /// dropped (or when the returned handle is aborted). Needs a Tokio runtime.
+    ///
+    /// This is how file transfers show up in the record sync engine's status without either
+    /// crate depending on the other; with `luma_sync::SyncEngine`:
+    ///
+    /// ```text
+    /// let feed = engine.file_status();
+    /// let landed = feed.clone();
+    /// files.forward(
+    ///     move |p| feed.set(luma_sync::FileTransfers {
+    ///         uploads_pending: p.uploads_pending, downloads_pending: p.downloads_pending,
+    ///         files_pending: p.files_pending, files_failed: p.files_failed,
+    ///         bytes_done: p.bytes_done, bytes_total: p.bytes_total,
+    ///     }),
+    ///     move |e| if let FileEvent::Landed { kind, .. } = e { landed.landed(kind.record_table()) },
+    /// );
+    /// ```
+    pub fn forward<P, E>(&self, mut on_progress: P, mut on_event: E) -> tokio::task::JoinHandle<()>
+    where
+        P: FnMut(FileProgress) + Send + 'static,
+        E: FnMut(FileEvent) + Send + 'static,
+    {
+        let mut progress = self.progress();
+        let mut events = self.events();
+        tokio::spawn(async move {
+            let now = *progress.borrow_and_update();
+            on_progress(now);
+            loop {
+                tokio::select! {
+                    changed = progress.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let now = *progress.borrow_and_update();
+                        on_progress(now);
+                    }
+                    event = events.recv() => match event {
+                        Ok(e) => on_event(e),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "file event forwarder lagged");
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        })
+    }
+
     async fn publish(&self) -> Result<(), FilesError> {
         let c = self.inner.queue.counts().await?;
         let pending = c.uploads + c.downloads;
@@ -790,7 +840,10 @@ impl FileSync {
         download_verified(&*self.inner.blobs, &key, &dest, Some(self.progress_fn())).await?;
         match t.kind {
             AssetKind::AlbumArt => {
-                // Only the local-only column changes: no pending op, nothing to sync.
+                // Only the local-only column changes: no pending op, nothing to sync. Raw SQL
+                // on purpose: the `album_art_ref = ?` guard makes it a no-op if a pull changed
+                // the ref meanwhile, which a get-then-`Repo::update` could not promise (it
+                // would write the stale synced columns back as a local change).
                 sqlx::query(
                     "UPDATE tracks SET album_art_path = ? WHERE id = ? AND album_art_ref = ?",
                 )
@@ -810,6 +863,7 @@ impl FileSync {
                         source,
                     })?;
                 let (s, c, b) = decode_waveform(&t.blob_key, &bytes)?;
+                // Local-only columns, guarded by the ref (as for album art above).
                 sqlx::query(
                     "UPDATE track_waveforms SET full_samples = ?, full_colors = ?, full_bands = ? \
                      WHERE track_id = ? AND full_ref = ?",

@@ -16,7 +16,7 @@ use tracing::Instrument;
 use crate::error::{Result, SyncError};
 use crate::local::Local;
 use crate::remote::{Change, Outcome, PullRequest, Remote};
-use crate::status::{Phase, Progress, SyncStatus, TablesChanged};
+use crate::status::{FileStatusFeed, Phase, Progress, SyncStatus, TablesChanged};
 use crate::token::{AccessToken, TokenProvider};
 
 /// Exponential backoff with jitter and a cap, for transient failures.
@@ -208,6 +208,16 @@ impl<L: Local, R: Remote> SyncEngine<L, R> {
     /// Notifications of tables whose records changed because of sync.
     pub fn changes(&self) -> broadcast::Receiver<TablesChanged> {
         self.core.changes.subscribe()
+    }
+
+    /// A handle through which file sync reports its transfers into this engine's status
+    /// ([`SyncStatus::files`]) and its landed files into [`SyncEngine::changes`]. The engine
+    /// itself never moves files.
+    pub fn file_status(&self) -> FileStatusFeed {
+        FileStatusFeed {
+            status: self.core.status.clone(),
+            changes: self.core.changes.clone(),
+        }
     }
 
     /// Pulls every synced table (parents first, one watermark), then pushes.

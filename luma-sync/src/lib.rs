@@ -66,5 +66,5 @@ pub use memory::{Call, Fault, FaultConfig, MemoryRemote, RemoteStats};
 pub use remote::{
     Change, ChangeOutcome, Outcome, PullPage, PullRequest, RejectCode, Remote, RemoteRow, Watermark,
 };
-pub use status::{Phase, Progress, SyncStatus, TablesChanged};
+pub use status::{FileStatusFeed, FileTransfers, Phase, Progress, SyncStatus, TablesChanged};
 pub use token::{AccessToken, StaticToken, TokenProvider};
