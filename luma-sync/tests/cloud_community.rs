@@ -259,6 +259,23 @@ async fn tabs_show_own_and_published_patterns_only() {
     assert!(!ids_of(&all_a).contains(&b_priv.to_string()));
     assert!(ids_of(&all_a).contains(&b_pub.to_string()));
 
+    // The SECURITY DEFINER candidate helper, called directly, reveals nothing more.
+    for tab in ["verified", "mine", "all", "bogus"] {
+        let mut tx = user_tx(&db.pool, b).await;
+        let ids: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT id FROM luma.pattern_search_page($1, '', NULL, 100000, NULL, NULL, NULL)",
+        )
+        .bind(tab)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        tx.rollback().await.unwrap();
+        assert!(ids.len() <= 201);
+        for (id,) in &ids {
+            assert!(![a_hidden, w.pattern, a_dead].contains(id), "{tab}: {id}");
+        }
+    }
+
     // Bad arguments are refused; anon has no access.
     let mut tx = user_tx(&db.pool, b).await;
     let err = sqlx::query("SELECT luma_search_patterns('everything', '', NULL, 10, NULL)")

@@ -84,6 +84,7 @@ BEGIN
     IF v_me IS NULL THEN
         RETURN;
     END IF;
+    p_limit := least(greatest(coalesce(p_limit, 50), 1), 200);
     v_where := 'p.deleted_at IS NULL AND ' || CASE p_tab
         WHEN 'verified' THEN 'p.is_verified'
         WHEN 'mine' THEN 'p.uid = $1'
