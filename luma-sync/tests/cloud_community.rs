@@ -12,7 +12,7 @@ use std::time::Instant;
 use cloud_common::*;
 use luma_model::{PatternFilter, PatternId, PatternTab, Record, UserId};
 use luma_store::Store;
-use luma_sync::{Change, MemoryRemote, Outcome, PatternBundle, Remote, SearchRequest};
+use luma_sync::{Change, MemoryRemote, Outcome, PatternBundle, Remote, SearchPage, SearchRequest};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -240,6 +240,14 @@ async fn tabs_show_own_and_published_patterns_only() {
     assert_eq!(r["uid"], json!(b.to_string()));
     assert_eq!(r["updated_at"], json!(TS));
     assert_eq!(page["next_cursor"], Value::Null);
+    // The answer is the wire form of `SearchPage` (what a PostgreSQL remote deserializes).
+    let typed: SearchPage = serde_json::from_value(page.clone()).unwrap();
+    assert_eq!(typed.results[0].id, PatternId(b_pub));
+    assert_eq!(typed.results[0].uid, Some(UserId(b)));
+    assert_eq!(
+        typed.results[0].updated_at.to_rfc3339(),
+        "2026-01-01T00:00:00+00:00"
+    );
     let page = search(&db.pool, b, "verified", None, None, 50, None).await;
     let alice = page["results"]
         .as_array()
@@ -851,7 +859,9 @@ async fn search_timing_on_100k_patterns() {
         .unwrap();
     println!("seeded 100000 patterns in {:?}", started.elapsed());
 
-    let cases: [(&str, &str, Option<&str>); 7] = [
+    // The last two are the known slow shapes: a one-letter query (no trigram to use; the
+    // description-only part scans) and a word whose matches all fall outside the category.
+    let cases: [(&str, &str, Option<&str>); 9] = [
         ("verified", "", None),
         ("verified", "aurora", None),
         ("all", "comet fire 4", None),
@@ -859,6 +869,8 @@ async fn search_timing_on_100k_patterns() {
         ("mine", "", None),
         ("mine", "spiral", None),
         ("verified", "no such pattern", None),
+        ("all", "e", None),
+        ("all", "aurora", Some("Unused category")),
     ];
     for (tab, q, cat) in cases {
         // warm once, then the best of 5
