@@ -16,6 +16,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod community;
 mod error;
 pub mod hexbytes;
 mod hlc;
@@ -26,6 +27,7 @@ mod records;
 mod spec;
 mod validate;
 
+pub use community::{CursorError, PatternFilter, PatternTab, SearchKey};
 pub use error::{ParseIdError, RowError, ValidationError};
 pub use hlc::{wall_clock_ms, Clock, Hlc, HlcParseError, SiteId, MAX_COUNTER, MAX_PHYSICAL_MS};
 pub use ids::{

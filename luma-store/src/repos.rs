@@ -2,8 +2,9 @@
 
 use luma_model::{
     Category, Fixture, FixtureGroup, FixtureGroupId, FixtureGroupMember, FixtureId, Implementation,
-    Pattern, PatternId, Record, Score, ScoreId, Track, TrackBeats, TrackId, TrackRoots, TrackScore,
-    TrackStem, TrackWaveform, UserId, ValidationError, Venue, VenueId,
+    Pattern, PatternFilter, PatternId, PatternTab, Record, Score, ScoreId, SearchKey, Track,
+    TrackBeats, TrackId, TrackRoots, TrackScore, TrackStem, TrackWaveform, UserId, ValidationError,
+    Venue, VenueId,
 };
 
 use crate::error::{Result, StoreError};
@@ -158,6 +159,55 @@ impl Repo<'_, Pattern> {
     /// Community (verified) patterns present locally.
     pub async fn list_verified(&self) -> Result<Vec<Pattern>> {
         self.select("WHERE is_verified = 1", Vec::new()).await
+    }
+
+    /// The "verified" tab over what is synced locally: community patterns (any owner) that
+    /// match `filter`, in search order (see [`luma_model::community`]).
+    pub async fn verified(&self, filter: &PatternFilter) -> Result<Vec<Pattern>> {
+        self.search(PatternTab::Verified, None, filter).await
+    }
+
+    /// The "mine" tab over what is synced locally: `user`'s patterns, verified or not.
+    pub async fn mine(&self, user: UserId, filter: &PatternFilter) -> Result<Vec<Pattern>> {
+        self.search(PatternTab::Mine, Some(user), filter).await
+    }
+
+    /// The "all" tab over what is synced locally: community patterns and `user`'s own.
+    pub async fn all(&self, user: UserId, filter: &PatternFilter) -> Result<Vec<Pattern>> {
+        self.search(PatternTab::All, Some(user), filter).await
+    }
+
+    /// One tab over the local patterns, with the text filter, ranking and order of the remote
+    /// search (`luma_search_patterns`): name matches first, then description-only matches,
+    /// each by lowercased name then id. Without a user, "mine" is empty and "all" is
+    /// "verified".
+    pub async fn search(
+        &self,
+        tab: PatternTab,
+        user: Option<UserId>,
+        filter: &PatternFilter,
+    ) -> Result<Vec<Pattern>> {
+        let me = user.map(|u| u.to_string());
+        let candidates = match (tab, &me) {
+            (PatternTab::Mine, None) => Vec::new(),
+            (PatternTab::Mine, Some(me)) => self.select("WHERE uid = ?", vec![me.clone()]).await?,
+            (PatternTab::All, Some(me)) => {
+                self.select("WHERE is_verified = 1 OR uid = ?", vec![me.clone()])
+                    .await?
+            }
+            (PatternTab::Verified, _) | (PatternTab::All, None) => {
+                self.select("WHERE is_verified = 1", Vec::new()).await?
+            }
+        };
+        let mut hits: Vec<(SearchKey, Pattern)> = candidates
+            .into_iter()
+            .filter_map(|p| {
+                let rank = filter.rank(&p.name, &p.description, p.category.as_deref())?;
+                Some((SearchKey::new(rank, &p.name, p.id), p))
+            })
+            .collect();
+        hits.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(hits.into_iter().map(|(_, p)| p).collect())
     }
 }
 

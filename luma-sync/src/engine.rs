@@ -200,6 +200,11 @@ impl<L: Local, R: Remote> SyncEngine<L, R> {
         &self.core.remote
     }
 
+    /// The token provider.
+    pub(crate) fn tokens(&self) -> &Arc<dyn TokenProvider> {
+        &self.core.tokens
+    }
+
     /// The status, updated as the engine works.
     pub fn status(&self) -> watch::Receiver<SyncStatus> {
         self.core.status.subscribe()

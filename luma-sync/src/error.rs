@@ -50,6 +50,21 @@ pub enum SyncError {
     /// The engine was shut down.
     #[error("the sync engine is shut down")]
     ShutDown,
+    /// This remote does not implement the operation (the default of an optional
+    /// [`Remote`](crate::Remote) method).
+    #[error("the remote does not support {operation}")]
+    Unsupported {
+        /// The operation asked for.
+        operation: &'static str,
+    },
+    /// The requested record does not exist or the user may not read it.
+    #[error("{table} {key} not found or not readable")]
+    NotFound {
+        /// Table.
+        table: &'static str,
+        /// Key.
+        key: String,
+    },
 }
 
 impl SyncError {

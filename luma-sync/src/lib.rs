@@ -47,6 +47,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cloud;
+mod community;
 #[cfg(feature = "testing")]
 pub mod conformance;
 mod engine;
@@ -58,13 +59,15 @@ mod remote;
 mod status;
 mod token;
 
+pub use community::import_bundle;
 pub use engine::{Backoff, CycleReport, PullReport, PushReport, SyncConfig, SyncEngine};
 pub use error::{Result, SyncError};
 pub use local::Local;
 #[cfg(feature = "testing")]
 pub use memory::{Call, Fault, FaultConfig, MemoryRemote, RemoteStats};
 pub use remote::{
-    Change, ChangeOutcome, Outcome, PullPage, PullRequest, RejectCode, Remote, RemoteRow, Watermark,
+    Change, ChangeOutcome, Outcome, PatternBundle, PatternSummary, PullPage, PullRequest,
+    RejectCode, Remote, RemoteRow, SearchPage, SearchRequest, Watermark,
 };
 pub use status::{FileStatusFeed, FileTransfers, Phase, Progress, SyncStatus, TablesChanged};
 pub use token::{AccessToken, StaticToken, TokenProvider};

@@ -6,14 +6,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use luma_model::{Hlc, OpKind, RecordKey, Row, Scope, TableSpec, UserId, BUILTIN_TABLES};
+use luma_model::{
+    Hlc, OpKind, Pattern, PatternId, Record, RecordKey, Row, Scope, SearchKey, TableSpec, UserId,
+    BUILTIN_TABLES,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use crate::error::{Result, SyncError};
 use crate::remote::{
-    Change, ChangeOutcome, Outcome, PullPage, PullRequest, RejectCode, Remote, RemoteRow, Watermark,
+    Change, ChangeOutcome, Outcome, PatternBundle, PatternSummary, PullPage, PullRequest,
+    RejectCode, Remote, RemoteRow, SearchPage, SearchRequest, Watermark,
 };
 use crate::token::AccessToken;
 
@@ -26,6 +30,10 @@ pub enum Call {
     Pull,
     /// [`Remote::watermark`].
     Watermark,
+    /// [`Remote::search_patterns`].
+    Search,
+    /// [`Remote::fetch_pattern`].
+    Fetch,
 }
 
 /// One injected fault.
@@ -138,6 +146,7 @@ struct State {
     seq: u64,
     tokens: HashMap<String, UserId>,
     members: HashMap<String, HashSet<UserId>>,
+    profiles: HashMap<UserId, String>,
     faults: FaultConfig,
     rng: StdRng,
     scripted: VecDeque<(Call, Fault)>,
@@ -197,6 +206,7 @@ impl MemoryRemote {
                 seq: 0,
                 tokens: HashMap::new(),
                 members: HashMap::new(),
+                profiles: HashMap::new(),
                 faults: FaultConfig::none(),
                 rng: StdRng::seed_from_u64(0),
                 scripted: VecDeque::new(),
@@ -242,6 +252,12 @@ impl MemoryRemote {
             .entry(venue.to_string())
             .or_default()
             .insert(user);
+    }
+
+    /// Sets `user`'s profile display name (the server's `profiles` table): search results
+    /// show it as the author of the user's patterns.
+    pub fn set_profile(&self, user: UserId, display_name: impl Into<String>) {
+        self.lock().profiles.insert(user, display_name.into());
     }
 
     /// Sets the random faults.
@@ -391,7 +407,115 @@ impl MemoryRemote {
     }
 }
 
+/// Longest search text the cloud SQL accepts.
+const MAX_QUERY_CHARS: usize = 200;
+
 impl State {
+    /// `luma_search_patterns`, over the newest live versions.
+    fn search(&self, user: UserId, request: &SearchRequest) -> Result<SearchPage> {
+        if request.filter.query.chars().count() > MAX_QUERY_CHARS {
+            return Err(SyncError::Permanent {
+                message: "the query is longer than 200 characters".into(),
+            });
+        }
+        let after = request
+            .cursor
+            .as_deref()
+            .map(SearchKey::from_cursor)
+            .transpose()
+            .map_err(|e| SyncError::Permanent {
+                message: e.to_string(),
+            })?;
+        let limit = usize::try_from(request.limit.clamp(1, 200)).unwrap_or(200);
+        let mut hits: Vec<(SearchKey, Pattern)> = Vec::new();
+        if let Some(t) = self.tables.get(Pattern::SPEC.name) {
+            for (key, versions) in &t.entries {
+                let Some(v) = versions.last().filter(|v| !v.deleted) else {
+                    continue;
+                };
+                let pattern = match Pattern::from_row(v.row.clone()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "undecodable pattern row skipped by search");
+                        continue;
+                    }
+                };
+                if !request
+                    .tab
+                    .includes(pattern.is_verified, pattern.uid == Some(user))
+                {
+                    continue;
+                }
+                let Some(rank) = request.filter.rank(
+                    &pattern.name,
+                    &pattern.description,
+                    pattern.category.as_deref(),
+                ) else {
+                    continue;
+                };
+                let k = SearchKey::new(rank, &pattern.name, pattern.id);
+                if after.as_ref().is_some_and(|a| &k <= a) {
+                    continue;
+                }
+                hits.push((k, pattern));
+            }
+        }
+        hits.sort_by(|a, b| a.0.cmp(&b.0));
+        let next_cursor = (hits.len() > limit).then(|| hits[limit - 1].0.to_cursor());
+        hits.truncate(limit);
+        let results = hits
+            .into_iter()
+            .map(|(_, p)| PatternSummary {
+                author_name: p
+                    .uid
+                    .and_then(|u| self.profiles.get(&u))
+                    .filter(|n| !n.is_empty())
+                    .cloned()
+                    .or(p.author_name),
+                id: p.id,
+                name: p.name,
+                description: p.description,
+                category: p.category,
+                updated_at: p.updated_at,
+                is_verified: p.is_verified,
+                uid: p.uid,
+            })
+            .collect();
+        Ok(SearchPage {
+            results,
+            next_cursor,
+        })
+    }
+
+    /// `luma_fetch_pattern`.
+    fn fetch_pattern(&self, user: UserId, id: PatternId) -> Option<PatternBundle> {
+        let key = id.to_string();
+        let pattern = self
+            .latest(Pattern::SPEC.name, &key)
+            .filter(|v| !v.deleted && self.allowed(&Pattern::SPEC, &v.row, user, false, 0))?
+            .row
+            .clone();
+        let mut implementations: Vec<(String, Row)> = self
+            .tables
+            .get(luma_model::Implementation::SPEC.name)
+            .map(|t| {
+                t.entries
+                    .iter()
+                    .filter_map(|(k, versions)| {
+                        let v = versions.last()?;
+                        (!v.deleted && text(v.row.get("pattern_id")).as_deref() == Some(&key))
+                            .then(|| (k.clone(), v.row.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        implementations.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(PatternBundle {
+            pattern,
+            implementations: implementations.into_iter().map(|(_, r)| r).collect(),
+        })
+    }
+
     fn spec(&self, table: &str) -> Option<TableSpec> {
         self.specs.iter().find(|s| s.name == table).copied()
     }
@@ -685,6 +809,26 @@ impl Remote for MemoryRemote {
     async fn watermark(&self, token: &AccessToken) -> Result<Watermark> {
         self.call(Call::Watermark, token, |s, _, _| {
             Ok(Watermark(s.seq.to_string()))
+        })
+        .await
+    }
+
+    async fn search_patterns(
+        &self,
+        token: &AccessToken,
+        request: &SearchRequest,
+    ) -> Result<SearchPage> {
+        self.call(Call::Search, token, |s, user, _| s.search(user, request))
+            .await
+    }
+
+    async fn fetch_pattern(
+        &self,
+        token: &AccessToken,
+        pattern: PatternId,
+    ) -> Result<Option<PatternBundle>> {
+        self.call(Call::Fetch, token, |s, user, _| {
+            Ok(s.fetch_pattern(user, pattern))
         })
         .await
     }

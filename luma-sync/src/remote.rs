@@ -2,10 +2,11 @@
 //! `PROTOCOL.md`.
 
 use async_trait::async_trait;
-use luma_model::{Hlc, OpKind, RecordKey, Row};
+use chrono::{DateTime, Utc};
+use luma_model::{Hlc, OpKind, PatternFilter, PatternId, PatternTab, RecordKey, Row, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Result, SyncError};
 use crate::token::AccessToken;
 
 pub use luma_store::PulledRow as RemoteRow;
@@ -119,6 +120,71 @@ pub struct PullPage {
     pub resync_required: bool,
 }
 
+/// A community pattern search: one page of one tab (`luma_search_patterns`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    /// The tab.
+    pub tab: PatternTab,
+    /// Text and category filter.
+    pub filter: PatternFilter,
+    /// Page size (the server clamps it to 1..=200).
+    pub limit: u32,
+    /// `None` for the first page, else the previous page's [`SearchPage::next_cursor`].
+    pub cursor: Option<String>,
+}
+
+impl SearchRequest {
+    /// The first page of `tab` with `filter`, 50 rows.
+    pub fn new(tab: PatternTab, filter: PatternFilter) -> Self {
+        Self {
+            tab,
+            filter,
+            limit: 50,
+            cursor: None,
+        }
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatternSummary {
+    /// The pattern.
+    pub id: PatternId,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Category.
+    pub category: Option<String>,
+    /// The owner's profile display name (else the row's `author_name`).
+    pub author_name: Option<String>,
+    /// Last update time.
+    pub updated_at: DateTime<Utc>,
+    /// Published to the community.
+    pub is_verified: bool,
+    /// Owner.
+    pub uid: Option<UserId>,
+}
+
+/// One page of search results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchPage {
+    /// Results in search order.
+    pub results: Vec<PatternSummary>,
+    /// The cursor of the next page (`None`: this was the last page).
+    pub next_cursor: Option<String>,
+}
+
+/// A pattern and its live implementations as the server holds them, in the wire form of pulled
+/// rows (`luma_fetch_pattern`): what an import copies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatternBundle {
+    /// The pattern row.
+    pub pattern: Row,
+    /// Its implementation rows, by id.
+    pub implementations: Vec<Row>,
+}
+
 /// What the engine asks of a cloud.
 ///
 /// Contract (see `PROTOCOL.md` in this crate for the wire form):
@@ -153,6 +219,39 @@ pub trait Remote: Send + Sync + 'static {
     async fn pull(&self, token: &AccessToken, request: &PullRequest) -> Result<PullPage>;
     /// The upper bound for one pull cycle.
     async fn watermark(&self, token: &AccessToken) -> Result<Watermark>;
+
+    /// One page of a community pattern search, with the semantics of `luma_search_patterns`
+    /// (cloud `0005_community.sql`, [`luma_model::community`]): only live patterns the user may
+    /// read in the tab, query text matched literally and case-insensitively in name or
+    /// description, name matches first, keyset pages that never repeat or skip a row.
+    ///
+    /// The default answers [`SyncError::Unsupported`]: it exists only so remotes written
+    /// before this method compile.
+    async fn search_patterns(
+        &self,
+        token: &AccessToken,
+        request: &SearchRequest,
+    ) -> Result<SearchPage> {
+        let _ = (token, request);
+        Err(SyncError::Unsupported {
+            operation: "search_patterns",
+        })
+    }
+
+    /// A live pattern the user may read, with its live implementations
+    /// (`luma_fetch_pattern`); `None` if there is no such pattern.
+    ///
+    /// The default answers [`SyncError::Unsupported`] (see [`Remote::search_patterns`]).
+    async fn fetch_pattern(
+        &self,
+        token: &AccessToken,
+        pattern: PatternId,
+    ) -> Result<Option<PatternBundle>> {
+        let _ = (token, pattern);
+        Err(SyncError::Unsupported {
+            operation: "fetch_pattern",
+        })
+    }
 }
 
 #[async_trait]
@@ -165,5 +264,19 @@ impl<R: Remote> Remote for std::sync::Arc<R> {
     }
     async fn watermark(&self, token: &AccessToken) -> Result<Watermark> {
         (**self).watermark(token).await
+    }
+    async fn search_patterns(
+        &self,
+        token: &AccessToken,
+        request: &SearchRequest,
+    ) -> Result<SearchPage> {
+        (**self).search_patterns(token, request).await
+    }
+    async fn fetch_pattern(
+        &self,
+        token: &AccessToken,
+        pattern: PatternId,
+    ) -> Result<Option<PatternBundle>> {
+        (**self).fetch_pattern(token, pattern).await
     }
 }
