@@ -169,12 +169,14 @@ async fn lww_resend_and_cascade() {
             ..
         }
     ));
-    // At equal stamps the tombstone wins.
+    // A stamp identifies one write: an equal stamp is a resend, answered applied, and
+    // changes nothing (as the cloud SQL does).
     let out = remote.push(&t, &[upsert(&venue, h(20))]).await.unwrap();
-    assert!(matches!(
-        out[0].outcome,
-        Outcome::Superseded { deleted: true, .. }
-    ));
+    assert_eq!(out[0].outcome, Outcome::Applied);
+    assert_eq!(
+        remote.snapshot("venues").into_values().next().unwrap().1,
+        None
+    );
 }
 
 #[tokio::test]
