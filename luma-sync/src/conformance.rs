@@ -1,72 +1,253 @@
-//! A conformance suite for [`Remote`] implementations (feature `testing`), in the style of
-//! object_store's `integration.rs`: plain async functions that exercise a remote through the
-//! trait and panic (with a message) when it breaks the protocol of `PROTOCOL.md`. Run them
-//! against `MemoryRemote` and against the PostgreSQL and Supabase remotes.
+//! A conformance suite of the [`Remote`] contract (feature `testing`): one set of checks that
+//! every remote must pass (MemoryRemote, PostgresRemote, later the Supabase remote).
 //!
-//! Every check uses fresh random ids, so the suite can run against a shared database. The
-//! tokens must belong to two different users with no venue in common.
+//! A remote is driven through a [`Harness`], which also does what the contract leaves to the
+//! server's administration (signing users in, adding venue members, purging tombstones) and
+//! knows when a finished write is pullable ([`Harness::settled_watermark`]: on PostgreSQL a
+//! row becomes pullable only once every older transaction of the cluster has finished).
+//!
+//! Every check uses fresh ids, so checks may share one server. A check answers
+//! `Err(`[`Failure`]`)` with what differed.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use luma_sync::conformance::{check_all, MemoryHarness};
+//! check_all(&MemoryHarness::default()).await?;
+//! # Ok::<(), luma_sync::conformance::Failure>(())
+//! # }).unwrap();
+//! ```
 
-use luma_model::{Fixture, Hlc, OpKind, Record, RecordKey, SiteId, UserId, Venue};
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::error::Result;
-use crate::remote::{Change, Outcome, PullRequest, RejectCode, Remote, RemoteRow};
+use async_trait::async_trait;
+use luma_model::{Hlc, OpKind, RecordKey, Row, SiteId, UserId};
+use serde_json::{json, Value};
+use thiserror::Error;
+
+use crate::error::SyncError;
+use crate::memory::MemoryRemote;
+use crate::remote::{
+    Change, ChangeOutcome, Outcome, PullRequest, RejectCode, Remote, RemoteRow, Watermark,
+};
 use crate::token::AccessToken;
 
-/// A stamp far in the future of any real clock, unique per check (`n` orders stamps).
-fn stamp(base: u64, n: u64) -> Hlc {
-    Hlc::new(base + n, 0, SiteId(0x5eed))
+/// A failed conformance check.
+#[derive(Debug, Error)]
+pub enum Failure {
+    /// The remote broke the contract.
+    #[error("contract broken: {0}")]
+    Contract(String),
+    /// A call failed where the contract expects an answer.
+    #[error("remote call failed: {0}")]
+    Remote(#[from] SyncError),
 }
 
-fn base() -> u64 {
-    // Distinct per call so checks against a shared database never see each other's stamps
-    // as newer; far from wall-clock stamps.
-    800_000_000_000_000 + (uuid::Uuid::new_v4().as_u64_pair().0 % 1_000_000_000) * 1_000
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return Err(Failure::Contract(format!($($arg)+)));
+        }
+    };
 }
 
-fn upsert<T: Record>(rec: &T, hlc: Hlc) -> Change {
-    let mut row = rec.to_row().unwrap_or_default();
-    for c in T::SPEC.local_only_columns() {
-        row.remove(c);
+/// What a remote supports beyond the core contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Tombstones can be purged ([`Harness::purge_tombstones`]) and an older cursor then answers
+    /// `resync_required`.
+    pub purge: bool,
+    /// Members can be removed ([`Harness::remove_member`]).
+    pub remove_member: bool,
+}
+
+/// Drives one remote for the checks.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// The remote under test.
+    type R: Remote;
+    /// The remote.
+    fn remote(&self) -> &Self::R;
+    /// What the remote supports.
+    fn capabilities(&self) -> Capabilities;
+    /// A valid token for `user`.
+    async fn sign_in(&self, user: UserId) -> AccessToken;
+    /// Makes `user` a member of `venue` (as joining by share code does).
+    async fn add_member(&self, venue: &str, user: UserId);
+    /// Removes `user` from `venue` (only called when [`Capabilities::remove_member`]).
+    async fn remove_member(&self, venue: &str, user: UserId);
+    /// Purges every tombstone written so far (only called when [`Capabilities::purge`]).
+    async fn purge_tombstones(&self);
+    /// A watermark at or above every write that finished before this call.
+    async fn settled_watermark(&self, token: &AccessToken) -> Watermark;
+}
+
+/// The harness of a [`MemoryRemote`].
+#[derive(Debug, Clone, Default)]
+pub struct MemoryHarness {
+    /// The remote.
+    pub remote: MemoryRemote,
+}
+
+#[async_trait]
+impl Harness for MemoryHarness {
+    type R = MemoryRemote;
+    fn remote(&self) -> &MemoryRemote {
+        &self.remote
     }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            purge: true,
+            remove_member: true,
+        }
+    }
+    async fn sign_in(&self, user: UserId) -> AccessToken {
+        self.remote.issue_token(user)
+    }
+    async fn add_member(&self, venue: &str, user: UserId) {
+        self.remote.add_member(venue, user);
+    }
+    async fn remove_member(&self, venue: &str, user: UserId) {
+        self.remote.remove_member(venue, user);
+    }
+    async fn purge_tombstones(&self) {
+        self.remote.purge_tombstones();
+    }
+    async fn settled_watermark(&self, token: &AccessToken) -> Watermark {
+        match self.remote.watermark(token).await {
+            Ok(w) => w,
+            Err(_) => Watermark("0".into()),
+        }
+    }
+}
+
+/// Runs every check.
+pub async fn check_all<H: Harness>(h: &H) -> Result<(), Failure> {
+    check_unauthorized(h).await?;
+    check_push_outcomes(h).await?;
+    check_idempotent_resend(h).await?;
+    check_equal_stamps(h).await?;
+    check_rejections_do_not_stop_the_batch(h).await?;
+    check_tombstones_and_cascade(h).await?;
+    check_pull_paging(h).await?;
+    check_visibility(h).await?;
+    if h.capabilities().remove_member {
+        check_removed_member_loses_access(h).await?;
+    }
+    if h.capabilities().purge {
+        check_resync_after_purge(h).await?;
+    }
+    Ok(())
+}
+
+// ---- rows --------------------------------------------------------------------------------
+
+const TS: &str = "2026-01-01T00:00:00Z";
+
+fn hlc(ms: u64) -> Hlc {
+    Hlc::new(1_700_000_000_000 + ms, 0, SiteId(0xc0f))
+}
+
+fn obj(v: Value) -> Row {
+    match v {
+        Value::Object(m) => m,
+        _ => Row::new(),
+    }
+}
+
+fn new_id() -> String {
+    UserId::new().to_string()
+}
+
+fn venue_row(id: &str, owner: UserId, name: &str) -> Row {
+    obj(
+        json!({"id": id, "uid": owner.to_string(), "name": name, "description": "",
+               "share_code": null, "created_at": TS, "updated_at": TS}),
+    )
+}
+
+fn fixture_row(id: &str, venue: &str, address: i64) -> Row {
+    obj(
+        json!({"id": id, "venue_id": venue, "universe": 1, "address": address, "num_channels": 4,
+               "manufacturer": "Acme", "model": "Par", "mode_name": "4ch", "label": null,
+               "pos_x": 0.5, "pos_y": 0.0, "pos_z": 2.0, "rot_x": 0.0, "rot_y": 0.0, "rot_z": 0.0}),
+    )
+}
+
+fn pattern_row(id: &str, owner: UserId, verified: bool) -> Row {
+    obj(
+        json!({"id": id, "uid": owner.to_string(), "name": "Chase", "description": "",
+               "category": null, "is_verified": verified, "author_name": null,
+               "forked_from_id": null, "created_at": TS, "updated_at": TS}),
+    )
+}
+
+fn up(table: &str, key: &str, stamp: Hlc, row: Row) -> Change {
     Change {
-        table: T::SPEC.name.into(),
-        key: rec.key().unwrap_or_else(|_| RecordKey::single("")),
-        hlc,
+        table: table.into(),
+        key: RecordKey::from_canonical(key),
+        hlc: stamp,
         op: OpKind::Upsert,
         row: Some(row),
     }
 }
 
-fn delete<T: Record>(rec: &T, hlc: Hlc) -> Change {
+fn del(table: &str, key: &str, stamp: Hlc) -> Change {
     Change {
-        table: T::SPEC.name.into(),
-        key: rec.key().unwrap_or_else(|_| RecordKey::single("")),
-        hlc,
+        table: table.into(),
+        key: RecordKey::from_canonical(key),
+        hlc: stamp,
         op: OpKind::Delete,
         row: None,
     }
 }
 
-fn owned_venue(user: UserId) -> Venue {
-    let mut v = Venue::new("conformance");
-    v.uid = Some(user);
-    v
+async fn push<H: Harness>(
+    h: &H,
+    t: &AccessToken,
+    changes: Vec<Change>,
+) -> Result<Vec<ChangeOutcome>, Failure> {
+    let out = h.remote().push(t, &changes).await?;
+    ensure!(
+        out.len() == changes.len(),
+        "{} outcomes for {} changes",
+        out.len(),
+        changes.len()
+    );
+    for (o, c) in out.iter().zip(&changes) {
+        ensure!(
+            o.table == c.table && o.key == c.key,
+            "outcome {o:?} out of order (expected {} {})",
+            c.table,
+            c.key
+        );
+    }
+    Ok(out)
 }
 
-/// Pulls a whole table (pages of `limit`) for one watermark; returns the rows.
-pub async fn pull_table<R: Remote + ?Sized>(
-    remote: &R,
-    token: &AccessToken,
+fn applied(out: &[ChangeOutcome]) -> Result<(), Failure> {
+    for o in out {
+        ensure!(o.outcome == Outcome::Applied, "expected applied: {o:?}");
+    }
+    Ok(())
+}
+
+/// Pulls a whole table for one settled watermark from `cursor`, `limit` rows a page; checks
+/// that no row comes twice and that pages follow the contract.
+async fn pull_all<H: Harness>(
+    h: &H,
+    t: &AccessToken,
     table: &str,
+    mut cursor: Option<String>,
     limit: u32,
-) -> Result<Vec<RemoteRow>> {
-    let watermark = remote.watermark(token).await?;
-    let mut cursor = None;
-    let mut out = Vec::new();
-    for _ in 0..100_000 {
-        let page = remote
+) -> Result<(Vec<RemoteRow>, Option<String>), Failure> {
+    let watermark = h.settled_watermark(t).await;
+    let mut rows: Vec<RemoteRow> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for _ in 0..10_000 {
+        let page = h
+            .remote()
             .pull(
-                token,
+                t,
                 &PullRequest {
                     table: table.into(),
                     cursor: cursor.clone(),
@@ -75,268 +256,618 @@ pub async fn pull_table<R: Remote + ?Sized>(
                 },
             )
             .await?;
-        assert!(
-            page.rows.len() <= limit as usize,
-            "a page holds at most `limit` rows"
+        ensure!(!page.resync_required, "unexpected resync_required");
+        ensure!(
+            page.rows.len() <= usize::try_from(limit).unwrap_or(usize::MAX),
+            "a page of {} rows for limit {limit}",
+            page.rows.len()
         );
-        out.extend(page.rows);
+        for r in page.rows {
+            ensure!(
+                seen.insert(r.key.clone()),
+                "{table} {} returned twice in one cycle",
+                r.key
+            );
+            ensure!(
+                r.deleted == r.row.is_none(),
+                "{table} {}: deleted={} but row={:?}",
+                r.key,
+                r.deleted,
+                r.row
+            );
+            rows.push(r);
+        }
         if page.cursor.is_some() {
             cursor = page.cursor;
         }
         if !page.has_more {
-            break;
+            return Ok((rows, cursor));
         }
     }
-    Ok(out)
+    Err(Failure::Contract(format!("{table}: has_more never ended")))
 }
 
-/// Applied writes, idempotent resends, last writer wins, and a tombstone winning a tie.
-pub async fn check_lww_and_idempotency<R: Remote + ?Sized>(
-    remote: &R,
-    alice: &AccessToken,
-) -> Result<()> {
-    let b = base();
-    let mut venue = owned_venue(alice.user());
-    let out = remote.push(alice, &[upsert(&venue, stamp(b, 10))]).await?;
-    assert_eq!(out.len(), 1, "one outcome per change");
-    assert_eq!(out[0].outcome, Outcome::Applied, "a new row is applied");
-    assert_eq!(
-        out[0].key,
-        venue.key().unwrap_or_else(|_| RecordKey::single(""))
+fn by_key(rows: &[RemoteRow]) -> BTreeMap<String, RemoteRow> {
+    rows.iter()
+        .map(|r| (r.key.as_str().to_owned(), r.clone()))
+        .collect()
+}
+
+async fn state_of<H: Harness>(
+    h: &H,
+    t: &AccessToken,
+    table: &str,
+    key: &str,
+) -> Result<Option<RemoteRow>, Failure> {
+    let (rows, _) = pull_all(h, t, table, None, 500).await?;
+    Ok(by_key(&rows).remove(key))
+}
+
+// ---- checks ------------------------------------------------------------------------------
+
+/// A token the remote never issued answers `Unauthorized`.
+pub async fn check_unauthorized<H: Harness>(h: &H) -> Result<(), Failure> {
+    let bogus = AccessToken::new(UserId::new(), "not-a-token");
+    let err = h.remote().watermark(&bogus).await;
+    ensure!(
+        matches!(err, Err(SyncError::Unauthorized { .. })),
+        "a bogus token answered {err:?}"
     );
-    let out = remote.push(alice, &[upsert(&venue, stamp(b, 10))]).await?;
-    assert_eq!(
-        out[0].outcome,
-        Outcome::Applied,
-        "a resend of the same stamp answers applied"
-    );
-    venue.name = "older".into();
-    let out = remote.push(alice, &[upsert(&venue, stamp(b, 5))]).await?;
-    match &out[0].outcome {
-        Outcome::Superseded { hlc, deleted, row } => {
-            assert_eq!(*hlc, stamp(b, 10), "superseded carries the server's stamp");
-            assert!(!deleted);
-            let name = row
-                .as_ref()
-                .and_then(|r| r.get("name"))
-                .and_then(|v| v.as_str());
-            assert_eq!(
-                name,
-                Some("conformance"),
-                "superseded carries the server's row"
-            );
-        }
-        other => panic!("an older write must be superseded, got {other:?}"),
-    }
-    remote.push(alice, &[delete(&venue, stamp(b, 20))]).await?;
-    let out = remote.push(alice, &[upsert(&venue, stamp(b, 20))]).await?;
-    assert!(
-        matches!(out[0].outcome, Outcome::Superseded { deleted: true, .. }),
-        "at equal stamps the tombstone wins: {:?}",
-        out[0].outcome
-    );
-    let out = remote.push(alice, &[upsert(&venue, stamp(b, 30))]).await?;
-    assert_eq!(
-        out[0].outcome,
-        Outcome::Applied,
-        "a newer upsert revives a tombstone"
+    let err = h.remote().push(&bogus, &[]).await;
+    ensure!(
+        matches!(err, Err(SyncError::Unauthorized { .. })),
+        "push with a bogus token answered {err:?}"
     );
     Ok(())
 }
 
-/// A parent delete tombstones its children; a child under a tombstoned parent is rejected
-/// `missing_parent`; other changes of the same batch still apply.
-pub async fn check_cascade_and_missing_parent<R: Remote + ?Sized>(
-    remote: &R,
-    alice: &AccessToken,
-) -> Result<()> {
-    let b = base();
-    let venue = owned_venue(alice.user());
-    let f = Fixture::new(venue.id, 1, 1, 1);
-    let out = remote
-        .push(
-            alice,
-            &[upsert(&venue, stamp(b, 1)), upsert(&f, stamp(b, 2))],
+/// Applied, then a newer write applied, then an older write superseded with the server's
+/// state; the pull shows the newest write.
+pub async fn check_push_outcomes<H: Harness>(h: &H) -> Result<(), Failure> {
+    let a = UserId::new();
+    let t = h.sign_in(a).await;
+    let (v, f) = (new_id(), new_id());
+    applied(
+        &push(
+            h,
+            &t,
+            vec![
+                up("venues", &v, hlc(1), venue_row(&v, a, "Club")),
+                up("fixtures", &f, hlc(2), fixture_row(&f, &v, 10)),
+            ],
         )
-        .await?;
-    assert!(out.iter().all(|o| o.outcome == Outcome::Applied), "{out:?}");
-    remote.push(alice, &[delete(&venue, stamp(b, 3))]).await?;
-    let rows = pull_table(remote, alice, "fixtures", 100).await?;
-    let child = rows.iter().find(|r| Some(&r.key) == f.key().ok().as_ref());
-    match child {
-        Some(r) => {
-            assert!(r.deleted, "the child of a deleted parent is a tombstone");
-            assert!(
-                r.hlc >= stamp(b, 3),
-                "its stamp is at least the parent delete's"
-            );
-        }
-        None => panic!("the child's tombstone must be served to the owner"),
-    }
-    let late = Fixture::new(venue.id, 1, 2, 1);
-    let other = owned_venue(alice.user());
-    let out = remote
-        .push(
-            alice,
-            &[upsert(&other, stamp(b, 4)), upsert(&late, stamp(b, 5))],
+        .await?,
+    )?;
+    applied(
+        &push(
+            h,
+            &t,
+            vec![up("fixtures", &f, hlc(5), fixture_row(&f, &v, 20))],
         )
-        .await?;
-    assert_eq!(
-        out[0].outcome,
-        Outcome::Applied,
-        "a refused change does not stop the batch"
+        .await?,
+    )?;
+    let out = push(
+        h,
+        &t,
+        vec![up("fixtures", &f, hlc(3), fixture_row(&f, &v, 30))],
+    )
+    .await?;
+    ensure!(
+        out[0].outcome
+            == Outcome::Superseded {
+                hlc: hlc(5),
+                deleted: false,
+                row: Some(fixture_row(&f, &v, 20)),
+            },
+        "an older write answered {:?}",
+        out[0].outcome
     );
-    assert!(
+    let state = state_of(h, &t, "fixtures", &f).await?;
+    ensure!(
+        state.as_ref().map(|r| (r.hlc, r.row.clone()))
+            == Some((hlc(5), Some(fixture_row(&f, &v, 20)))),
+        "the server state is {state:?}"
+    );
+    // A delete is a write: an older upsert after it is superseded by the tombstone.
+    applied(&push(h, &t, vec![del("fixtures", &f, hlc(7))]).await?)?;
+    let out = push(
+        h,
+        &t,
+        vec![up("fixtures", &f, hlc(6), fixture_row(&f, &v, 40))],
+    )
+    .await?;
+    ensure!(
+        out[0].outcome
+            == Outcome::Superseded {
+                hlc: hlc(7),
+                deleted: true,
+                row: None
+            },
+        "an upsert older than a tombstone answered {:?}",
+        out[0].outcome
+    );
+    // A delete of a key the server never had is applied.
+    let ghost = new_id();
+    applied(&push(h, &t, vec![del("fixtures", &ghost, hlc(8))]).await?)?;
+    Ok(())
+}
+
+/// Re-sending a batch answers applied and changes nothing (no new pullable version).
+pub async fn check_idempotent_resend<H: Harness>(h: &H) -> Result<(), Failure> {
+    let a = UserId::new();
+    let t = h.sign_in(a).await;
+    let (v, f, g) = (new_id(), new_id(), new_id());
+    let first = vec![
+        up("venues", &v, hlc(1), venue_row(&v, a, "Club")),
+        up("fixtures", &f, hlc(2), fixture_row(&f, &v, 10)),
+        up("fixtures", &g, hlc(2), fixture_row(&g, &v, 11)),
+    ];
+    let second = vec![del("fixtures", &g, hlc(3))];
+    applied(&push(h, &t, first.clone()).await?)?;
+    applied(&push(h, &t, second.clone()).await?)?;
+    let (_, cursor) = pull_all(h, &t, "fixtures", None, 100).await?;
+    applied(&push(h, &t, second).await?)?;
+    let out = push(h, &t, first).await?;
+    applied(&out[..2])?;
+    ensure!(
+        out[2].outcome
+            == Outcome::Superseded {
+                hlc: hlc(3),
+                deleted: true,
+                row: None
+            },
+        "a resent upsert older than the tombstone answered {:?}",
+        out[2].outcome
+    );
+    let (rows, _) = pull_all(h, &t, "fixtures", cursor, 100).await?;
+    ensure!(rows.is_empty(), "a resend created new versions: {rows:?}");
+    Ok(())
+}
+
+/// Stamps identify writes: a change with the stamp the server already holds is a resend and
+/// answers applied without changing anything, whatever its op (PostgreSQL's behaviour).
+pub async fn check_equal_stamps<H: Harness>(h: &H) -> Result<(), Failure> {
+    let a = UserId::new();
+    let t = h.sign_in(a).await;
+    let v = new_id();
+    applied(
+        &push(
+            h,
+            &t,
+            vec![up("venues", &v, hlc(1), venue_row(&v, a, "Club"))],
+        )
+        .await?,
+    )?;
+    let out = push(h, &t, vec![del("venues", &v, hlc(1))]).await?;
+    ensure!(
+        out[0].outcome == Outcome::Applied,
+        "equal stamp: {:?}",
+        out[0]
+    );
+    let state = state_of(h, &t, "venues", &v).await?;
+    ensure!(
+        state
+            .as_ref()
+            .is_some_and(|r| !r.deleted && r.hlc == hlc(1)),
+        "a change with an equal stamp changed the server: {state:?}"
+    );
+    Ok(())
+}
+
+/// A refused change is rejected with its code; the others of the batch still apply.
+pub async fn check_rejections_do_not_stop_the_batch<H: Harness>(h: &H) -> Result<(), Failure> {
+    let a = UserId::new();
+    let b = UserId::new();
+    let (ta, tb) = (h.sign_in(a).await, h.sign_in(b).await);
+    let (v, f, orphan, vb) = (new_id(), new_id(), new_id(), new_id());
+    applied(
+        &push(
+            h,
+            &ta,
+            vec![up("venues", &v, hlc(1), venue_row(&v, a, "A's"))],
+        )
+        .await?,
+    )?;
+    let out = push(
+        h,
+        &tb,
+        vec![
+            up(
+                "fixtures",
+                &orphan,
+                hlc(2),
+                fixture_row(&orphan, &new_id(), 1),
+            ),
+            up("venues", &v, hlc(3), venue_row(&v, b, "stolen")),
+            up("venues", &vb, hlc(2), venue_row(&vb, a, "forged owner")),
+            up(
+                "venues",
+                &new_id(),
+                hlc(2),
+                venue_row(&new_id(), b, "key mismatch"),
+            ),
+            up("fixtures", &f, hlc(2), fixture_row(&f, &v, 1)),
+        ],
+    )
+    .await?;
+    let codes: Vec<Option<RejectCode>> = out
+        .iter()
+        .map(|o| match &o.outcome {
+            Outcome::Rejected { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    ensure!(
+        codes
+            == vec![
+                Some(RejectCode::MissingParent),
+                Some(RejectCode::Forbidden),
+                Some(RejectCode::Forbidden),
+                Some(RejectCode::Invalid),
+                Some(RejectCode::MissingParent),
+            ],
+        "codes {codes:?} ({out:?})"
+    );
+    let vb_ok = Change {
+        row: Some(venue_row(&vb, b, "B's")),
+        ..up("venues", &vb, hlc(4), Row::new())
+    };
+    let out = push(
+        h,
+        &tb,
+        vec![
+            up(
+                "fixtures",
+                &orphan,
+                hlc(4),
+                fixture_row(&orphan, &new_id(), 1),
+            ),
+            vb_ok,
+        ],
+    )
+    .await?;
+    ensure!(
+        matches!(out[0].outcome, Outcome::Rejected { .. }) && out[1].outcome == Outcome::Applied,
+        "a rejected change stopped the batch: {out:?}"
+    );
+    let state = state_of(h, &ta, "venues", &v).await?;
+    ensure!(
+        state
+            .and_then(|r| r.row)
+            .and_then(|r| r.get("name").cloned())
+            == Some(json!("A's")),
+        "B changed A's venue"
+    );
+    Ok(())
+}
+
+/// A parent delete tombstones its children with the parent's stamp; a child upsert under a
+/// tombstoned parent is `missing_parent`; a newer upsert revives the parent only.
+pub async fn check_tombstones_and_cascade<H: Harness>(h: &H) -> Result<(), Failure> {
+    let a = UserId::new();
+    let t = h.sign_in(a).await;
+    let (v, f1, f2) = (new_id(), new_id(), new_id());
+    applied(
+        &push(
+            h,
+            &t,
+            vec![
+                up("venues", &v, hlc(1), venue_row(&v, a, "Club")),
+                up("fixtures", &f1, hlc(2), fixture_row(&f1, &v, 1)),
+                up("fixtures", &f2, hlc(9), fixture_row(&f2, &v, 2)),
+            ],
+        )
+        .await?,
+    )?;
+    applied(&push(h, &t, vec![del("venues", &v, hlc(5))]).await?)?;
+    let (rows, _) = pull_all(h, &t, "fixtures", None, 100).await?;
+    let rows = by_key(&rows);
+    for f in [&f1, &f2] {
+        let r = rows.get(f.as_str());
+        ensure!(
+            r.is_some_and(|r| r.deleted && r.hlc == hlc(5)),
+            "a child of a deleted parent is {r:?} (expected a tombstone with the parent's stamp)"
+        );
+    }
+    let out = push(h, &t, vec![up("fixtures", &new_id(), hlc(6), Row::new())]).await?;
+    ensure!(
+        matches!(out[0].outcome, Outcome::Rejected { .. }),
+        "an empty row was accepted: {out:?}"
+    );
+    let f3 = new_id();
+    let out = push(
+        h,
+        &t,
+        vec![up("fixtures", &f3, hlc(6), fixture_row(&f3, &v, 3))],
+    )
+    .await?;
+    ensure!(
         matches!(
-            out[1].outcome,
+            out[0].outcome,
             Outcome::Rejected {
                 code: RejectCode::MissingParent,
                 ..
             }
         ),
-        "a child under a tombstoned parent is rejected missing_parent: {:?}",
-        out[1].outcome
+        "a child under a tombstoned parent answered {:?}",
+        out[0].outcome
+    );
+    applied(
+        &push(
+            h,
+            &t,
+            vec![up("venues", &v, hlc(10), venue_row(&v, a, "Back"))],
+        )
+        .await?,
+    )?;
+    let venue = state_of(h, &t, "venues", &v).await?;
+    ensure!(
+        venue.is_some_and(|r| !r.deleted && r.hlc == hlc(10)),
+        "a newer upsert did not revive the venue"
+    );
+    let fx = state_of(h, &t, "fixtures", &f1).await?;
+    ensure!(
+        fx.is_some_and(|r| r.deleted),
+        "a child came back with its parent"
     );
     Ok(())
 }
 
-/// Pages come in change order, each row once with its newest state as of the watermark, and
-/// a cursor resumes where the previous page ended; a row changed after the watermark is served
-/// in its earlier version (consistent cut) and in its new version in the next cycle.
-pub async fn check_pull_pages<R: Remote + ?Sized>(remote: &R, alice: &AccessToken) -> Result<()> {
-    let b = base();
-    let venues: Vec<Venue> = (0..5).map(|_| owned_venue(alice.user())).collect();
-    for (i, v) in venues.iter().enumerate() {
-        remote.push(alice, &[upsert(v, stamp(b, i as u64))]).await?;
+/// Paging: a small limit never skips or repeats a row; a cursor resumes exactly after the
+/// rows already seen; a row changed twice comes once with its newest state.
+pub async fn check_pull_paging<H: Harness>(h: &H) -> Result<(), Failure> {
+    let a = UserId::new();
+    let t = h.sign_in(a).await;
+    let v = new_id();
+    let ids: Vec<String> = (0..25).map(|_| new_id()).collect();
+    applied(
+        &push(
+            h,
+            &t,
+            vec![up("venues", &v, hlc(1), venue_row(&v, a, "Club"))],
+        )
+        .await?,
+    )?;
+    for (n, chunk) in ids.chunks(6).enumerate() {
+        let base = u64::try_from(n).unwrap_or(0) * 10;
+        let batch = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let addr = i64::try_from(i).unwrap_or(0) + 1;
+                up("fixtures", f, hlc(2 + base), fixture_row(f, &v, addr))
+            })
+            .collect();
+        applied(&push(h, &t, batch).await?)?;
     }
-    // Change the first one again: it must come once, with its newest state.
-    let mut first = venues[0].clone();
-    first.name = "changed".into();
-    remote.push(alice, &[upsert(&first, stamp(b, 100))]).await?;
-    let rows = pull_table(remote, alice, "venues", 2).await?;
-    let mine: Vec<&RemoteRow> = rows
-        .iter()
-        .filter(|r| venues.iter().any(|v| v.key().ok().as_ref() == Some(&r.key)))
-        .collect();
-    assert_eq!(mine.len(), 5, "every row once");
-    let last = mine.last().map(|r| r.key.clone());
-    assert_eq!(last, first.key().ok(), "rows come in change order");
-    assert_eq!(
-        mine.last().map(|r| r.hlc),
-        Some(stamp(b, 100)),
-        "with the newest state"
+    let (rows, cursor) = pull_all(h, &t, "fixtures", None, 7).await?;
+    let got: BTreeSet<String> = rows.iter().map(|r| r.key.as_str().to_owned()).collect();
+    let want: BTreeSet<String> = ids.iter().cloned().collect();
+    ensure!(got == want, "paged pull returned {} of 25 rows", got.len());
+    ensure!(cursor.is_some(), "no cursor after a non-empty pull");
+
+    // Nothing new: the cursor answers nothing.
+    let (rows, cursor) = pull_all(h, &t, "fixtures", cursor, 7).await?;
+    ensure!(
+        rows.is_empty(),
+        "an idle cursor returned {} rows",
+        rows.len()
     );
 
-    // Consistent cut.
-    let v = owned_venue(alice.user());
-    remote.push(alice, &[upsert(&v, stamp(b, 200))]).await?;
-    let w1 = remote.watermark(alice).await?;
-    let mut v2 = v.clone();
-    v2.name = "after the watermark".into();
-    remote.push(alice, &[upsert(&v2, stamp(b, 201))]).await?;
-    let rows = pull_all_pages(remote, alice, "venues", &w1).await?;
-    let served: Vec<&RemoteRow> = rows
-        .iter()
-        .filter(|r| v.key().ok().as_ref() == Some(&r.key))
-        .collect();
-    assert_eq!(
-        served.len(),
-        1,
-        "a row created before the watermark is served"
+    // Five rows changed twice: each comes once, newest state.
+    for round in [100u64, 200] {
+        let batch = ids[..5]
+            .iter()
+            .map(|f| {
+                let addr = i64::try_from(round).unwrap_or(0);
+                up("fixtures", f, hlc(round), fixture_row(f, &v, addr))
+            })
+            .collect();
+        applied(&push(h, &t, batch).await?)?;
+    }
+    let (rows, _) = pull_all(h, &t, "fixtures", cursor, 2).await?;
+    ensure!(
+        rows.len() == 5,
+        "expected the 5 changed rows, got {}",
+        rows.len()
     );
-    assert_eq!(
-        served[0].hlc,
-        stamp(b, 200),
-        "in its version as of the watermark"
+    for r in &rows {
+        ensure!(
+            r.hlc == hlc(200) && r.row.as_ref().and_then(|x| x.get("address")) == Some(&json!(200)),
+            "a changed row came with an old state: {r:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Visibility per user: another user sees nothing of A's venue until a member; a member reads
+/// and edits the venue's fixtures but cannot delete the venue; verified patterns are public.
+pub async fn check_visibility<H: Harness>(h: &H) -> Result<(), Failure> {
+    let (a, b) = (UserId::new(), UserId::new());
+    let (ta, tb) = (h.sign_in(a).await, h.sign_in(b).await);
+    let (v, f, p_priv, p_pub) = (new_id(), new_id(), new_id(), new_id());
+    applied(
+        &push(
+            h,
+            &ta,
+            vec![
+                up("venues", &v, hlc(1), venue_row(&v, a, "Club")),
+                up("fixtures", &f, hlc(1), fixture_row(&f, &v, 1)),
+                up("patterns", &p_priv, hlc(1), pattern_row(&p_priv, a, false)),
+                up("patterns", &p_pub, hlc(1), pattern_row(&p_pub, a, true)),
+            ],
+        )
+        .await?,
+    )?;
+    let venues = by_key(&pull_all(h, &tb, "venues", None, 100).await?.0);
+    ensure!(!venues.contains_key(&v), "B sees A's venue");
+    let fixtures = by_key(&pull_all(h, &tb, "fixtures", None, 100).await?.0);
+    ensure!(!fixtures.contains_key(&f), "B sees A's fixture");
+    let patterns = by_key(&pull_all(h, &tb, "patterns", None, 100).await?.0);
+    ensure!(
+        !patterns.contains_key(&p_priv),
+        "B sees A's private pattern"
+    );
+    ensure!(
+        patterns.contains_key(&p_pub),
+        "B does not see a verified pattern"
+    );
+    let out = push(h, &tb, vec![del("fixtures", &f, hlc(2))]).await?;
+    ensure!(
+        matches!(
+            out[0].outcome,
+            Outcome::Rejected {
+                code: RejectCode::Forbidden,
+                ..
+            }
+        ),
+        "B tombstoned A's fixture: {out:?}"
+    );
+    let out = push(
+        h,
+        &tb,
+        vec![up("patterns", &p_pub, hlc(2), pattern_row(&p_pub, a, true))],
+    )
+    .await?;
+    ensure!(
+        matches!(
+            out[0].outcome,
+            Outcome::Rejected {
+                code: RejectCode::Forbidden,
+                ..
+            }
+        ),
+        "B wrote A's verified pattern: {out:?}"
+    );
+
+    h.add_member(&v, b).await;
+    let venues = by_key(&pull_all(h, &tb, "venues", None, 100).await?.0);
+    ensure!(venues.contains_key(&v), "a member does not see the venue");
+    let fixtures = by_key(&pull_all(h, &tb, "fixtures", None, 100).await?.0);
+    ensure!(
+        fixtures.contains_key(&f),
+        "a member does not see the venue's fixtures"
+    );
+    applied(
+        &push(
+            h,
+            &tb,
+            vec![up("fixtures", &f, hlc(3), fixture_row(&f, &v, 42))],
+        )
+        .await?,
+    )?;
+    let out = push(h, &tb, vec![del("venues", &v, hlc(4))]).await?;
+    ensure!(
+        matches!(
+            out[0].outcome,
+            Outcome::Rejected {
+                code: RejectCode::Forbidden,
+                ..
+            }
+        ),
+        "a member deleted the venue: {out:?}"
+    );
+    let state = state_of(h, &ta, "fixtures", &f).await?;
+    ensure!(
+        state
+            .and_then(|r| r.row)
+            .and_then(|r| r.get("address").cloned())
+            == Some(json!(42)),
+        "the owner does not see the member's edit"
     );
     Ok(())
 }
 
-async fn pull_all_pages<R: Remote + ?Sized>(
-    remote: &R,
-    token: &AccessToken,
-    table: &str,
-    watermark: &crate::remote::Watermark,
-) -> Result<Vec<RemoteRow>> {
-    let mut cursor = None;
-    let mut out = Vec::new();
-    for _ in 0..100_000 {
-        let page = remote
-            .pull(
-                token,
-                &PullRequest {
-                    table: table.into(),
-                    cursor: cursor.clone(),
-                    limit: 500,
-                    watermark: watermark.clone(),
-                },
-            )
-            .await?;
-        out.extend(page.rows);
-        if page.cursor.is_some() {
-            cursor = page.cursor;
-        }
-        if !page.has_more {
-            break;
-        }
-    }
-    Ok(out)
+/// A removed member no longer sees the venue's rows.
+pub async fn check_removed_member_loses_access<H: Harness>(h: &H) -> Result<(), Failure> {
+    let (a, b) = (UserId::new(), UserId::new());
+    let (ta, tb) = (h.sign_in(a).await, h.sign_in(b).await);
+    let (v, f) = (new_id(), new_id());
+    applied(
+        &push(
+            h,
+            &ta,
+            vec![
+                up("venues", &v, hlc(1), venue_row(&v, a, "Club")),
+                up("fixtures", &f, hlc(1), fixture_row(&f, &v, 1)),
+            ],
+        )
+        .await?,
+    )?;
+    h.add_member(&v, b).await;
+    ensure!(
+        by_key(&pull_all(h, &tb, "fixtures", None, 100).await?.0).contains_key(&f),
+        "a member does not see the fixture"
+    );
+    h.remove_member(&v, b).await;
+    ensure!(
+        !by_key(&pull_all(h, &tb, "fixtures", None, 100).await?.0).contains_key(&f),
+        "a removed member still sees the fixture"
+    );
+    let out = push(
+        h,
+        &tb,
+        vec![up("fixtures", &f, hlc(2), fixture_row(&f, &v, 2))],
+    )
+    .await?;
+    ensure!(
+        matches!(
+            out[0].outcome,
+            Outcome::Rejected {
+                code: RejectCode::Forbidden,
+                ..
+            }
+        ),
+        "a removed member wrote a fixture: {out:?}"
+    );
+    Ok(())
 }
 
-/// One user neither sees nor writes another user's venue.
-pub async fn check_visibility<R: Remote + ?Sized>(
-    remote: &R,
-    alice: &AccessToken,
-    bob: &AccessToken,
-) -> Result<()> {
-    let b = base();
-    let venue = owned_venue(alice.user());
-    let f = Fixture::new(venue.id, 1, 1, 1);
-    remote
-        .push(
-            alice,
-            &[upsert(&venue, stamp(b, 1)), upsert(&f, stamp(b, 2))],
+/// After a purge, a cursor older than the horizon answers `resync_required`; a pull from the
+/// start no longer returns the purged tombstone and keeps the live rows.
+pub async fn check_resync_after_purge<H: Harness>(h: &H) -> Result<(), Failure> {
+    let a = UserId::new();
+    let t = h.sign_in(a).await;
+    let (v, f1, f2) = (new_id(), new_id(), new_id());
+    applied(
+        &push(
+            h,
+            &t,
+            vec![
+                up("venues", &v, hlc(1), venue_row(&v, a, "Club")),
+                up("fixtures", &f1, hlc(1), fixture_row(&f1, &v, 1)),
+                up("fixtures", &f2, hlc(1), fixture_row(&f2, &v, 2)),
+            ],
+        )
+        .await?,
+    )?;
+    let (_, old_cursor) = pull_all(h, &t, "fixtures", None, 100).await?;
+    applied(&push(h, &t, vec![del("fixtures", &f1, hlc(2))]).await?)?;
+    // Let the tombstone age past "now" (PostgreSQL's horizon compares with the clock).
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    h.purge_tombstones().await;
+    let watermark = h.settled_watermark(&t).await;
+    let page = h
+        .remote()
+        .pull(
+            &t,
+            &PullRequest {
+                table: "fixtures".into(),
+                cursor: old_cursor,
+                limit: 100,
+                watermark,
+            },
         )
         .await?;
-    for table in ["venues", "fixtures"] {
-        let rows = pull_table(remote, bob, table, 500).await?;
-        assert!(
-            !rows.iter().any(
-                |r| r.key == venue.key().unwrap_or_else(|_| RecordKey::single(""))
-                    || r.key == f.key().unwrap_or_else(|_| RecordKey::single(""))
-            ),
-            "{table}: another user's rows are not served"
-        );
-    }
-    let mut taken = venue.clone();
-    taken.uid = Some(bob.user());
-    let out = remote
-        .push(bob, &[upsert(&taken, stamp(b, 3)), delete(&f, stamp(b, 4))])
-        .await?;
-    for o in &out {
-        assert!(
-            matches!(
-                o.outcome,
-                Outcome::Rejected {
-                    code: RejectCode::Forbidden,
-                    ..
-                }
-            ),
-            "another user's rows are not writable: {o:?}"
-        );
-    }
-    Ok(())
-}
-
-/// Runs every check.
-pub async fn check_all<R: Remote + ?Sized>(
-    remote: &R,
-    alice: &AccessToken,
-    bob: &AccessToken,
-) -> Result<()> {
-    check_lww_and_idempotency(remote, alice).await?;
-    check_cascade_and_missing_parent(remote, alice).await?;
-    check_pull_pages(remote, alice).await?;
-    check_visibility(remote, alice, bob).await?;
+    ensure!(
+        page.resync_required && page.rows.is_empty(),
+        "a cursor older than the purge answered {page:?}"
+    );
+    let rows = by_key(&pull_all(h, &t, "fixtures", None, 100).await?.0);
+    ensure!(
+        !rows.contains_key(&f1),
+        "a purged tombstone is still served"
+    );
+    ensure!(rows.contains_key(&f2), "a live row was purged");
     Ok(())
 }

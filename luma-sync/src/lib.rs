@@ -11,6 +11,8 @@
 //! - `MemoryRemote` (feature `testing`) is an in-memory server with the cloud's semantics and
 //!   fault injection, for property tests.
 //!
+//! - [`PostgresRemote`] runs the cloud functions on a PostgreSQL pool as a signed-in user
+//!   (as PostgREST does); [`PostgresAdmin`] is the separate service-role handle.
 //! - [`cloud`] embeds the server schema (`luma-sync/cloud/migrations`) that a plain PostgreSQL
 //!   or a Supabase project runs: synced tables, row-level security and the `luma_*` functions.
 //!
@@ -55,6 +57,7 @@ mod error;
 mod local;
 #[cfg(feature = "testing")]
 pub mod memory;
+pub mod postgres;
 mod remote;
 mod status;
 mod token;
@@ -65,6 +68,7 @@ pub use error::{Result, SyncError};
 pub use local::Local;
 #[cfg(feature = "testing")]
 pub use memory::{Call, Fault, FaultConfig, MemoryRemote, RemoteStats};
+pub use postgres::{AdminError, PostgresAdmin, PostgresRemote};
 pub use remote::{
     Change, ChangeOutcome, Outcome, PatternBundle, PatternSummary, PullPage, PullRequest,
     RejectCode, Remote, RemoteRow, SearchPage, SearchRequest, Watermark,

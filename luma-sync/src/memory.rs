@@ -260,6 +260,13 @@ impl MemoryRemote {
         self.lock().profiles.insert(user, display_name.into());
     }
 
+    /// Removes `user` from `venue` (as the owner removing a member, or leaving, would).
+    pub fn remove_member(&self, venue: impl ToString, user: UserId) {
+        if let Some(m) = self.lock().members.get_mut(&venue.to_string()) {
+            m.remove(&user);
+        }
+    }
+
     /// Sets the random faults.
     pub fn set_faults(&self, faults: FaultConfig) {
         let mut s = self.lock();
@@ -587,8 +594,8 @@ impl State {
         self.stats.writes += 1;
     }
 
-    /// Tombstones the live children of `table`/`key` (recursively), each with the newer of
-    /// its own stamp and `hlc`.
+    /// Tombstones the live children of `table`/`key` (recursively) with the parent's stamp
+    /// `hlc`.
     fn cascade(&mut self, table: &str, key: &str, hlc: Hlc, depth: u8) {
         if depth > 8 {
             return;
@@ -618,10 +625,11 @@ impl State {
                         .collect()
                 })
                 .unwrap_or_default();
-            for (k, child_hlc, row) in victims {
-                let stamp = hlc.max(child_hlc);
-                self.record(&child, &k, stamp, true, row);
-                self.cascade(&child, &k, stamp, depth + 1);
+            // The children get the parent's stamp, as the cloud SQL gives them (even a child
+            // written later: a newer upsert of it is then refused as missing_parent).
+            for (k, _, row) in victims {
+                self.record(&child, &k, hlc, true, row);
+                self.cascade(&child, &k, hlc, depth + 1);
             }
         }
     }
@@ -646,11 +654,16 @@ impl State {
         let existing = self.latest(&c.table, c.key.as_str()).cloned();
         let is_delete = c.op == OpKind::Delete;
         if let Some(e) = &existing {
-            if e.hlc == c.hlc && e.deleted == is_delete {
-                return Outcome::Applied;
+            // A stamp identifies one write: the same stamp is a resend, whatever its op (as
+            // the cloud SQL answers it).
+            if e.hlc == c.hlc {
+                if e.deleted || self.allowed(&spec, &e.row, user, false, 0) {
+                    return Outcome::Applied;
+                }
+                return reject(RejectCode::Forbidden, "not visible to this user");
             }
-            // Newer on the server, or the same stamp where the server has a tombstone.
-            if e.hlc > c.hlc || (e.hlc == c.hlc && e.deleted) {
+            // Newer on the server.
+            if e.hlc > c.hlc {
                 if e.deleted || self.allowed(&spec, &e.row, user, false, 0) {
                     return self.current(&c.table, &c.key).unwrap_or(Outcome::Applied);
                 }
@@ -688,12 +701,17 @@ impl State {
             let Some(pk) = text(row.get(p.column)) else {
                 continue;
             };
+            // A parent the user cannot see is missing to them (as under row-level security).
+            let visible = |v: &Version| {
+                self.spec(p.table)
+                    .is_some_and(|ps| self.allowed(&ps, &v.row, user, false, 0))
+            };
             match self.latest(p.table, &pk) {
-                Some(v) if !v.deleted => {}
+                Some(v) if !v.deleted && visible(v) => {}
                 _ => {
                     return reject(
                         RejectCode::MissingParent,
-                        "the parent row is missing or deleted",
+                        "the parent row is missing, deleted or not visible",
                     )
                 }
             }

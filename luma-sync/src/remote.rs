@@ -196,7 +196,11 @@ pub struct PatternBundle {
 /// - **push** applies one batch atomically, in one server transaction, in the given order
 ///   (the engine sends upserts parents first, then deletes children first), and answers one
 ///   [`ChangeOutcome`] per change in the same order. Conflicts resolve per row by last writer
-///   wins on [`Hlc`]; a delete is a write (a tombstone). At equal stamps a tombstone wins.
+///   wins on [`Hlc`]; a delete is a write (a tombstone). A stamp identifies one write (it
+///   carries the writer's site id): a change whose stamp equals the server's is a resend,
+///   answered [`Outcome::Applied`] whatever its op, and changes nothing. A parent delete
+///   tombstones the live children with the parent's stamp; an upsert under a tombstoned,
+///   missing or invisible parent is rejected `missing_parent`.
 ///   **Idempotent**: re-sending a change already applied (same stamp) answers
 ///   [`Outcome::Applied`] and changes nothing, so a push whose response was lost can be
 ///   re-sent. A refused change is [`Outcome::Rejected`] and does not stop the others. An

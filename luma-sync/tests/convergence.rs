@@ -14,8 +14,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod pg_common;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use luma_sync::{
+    AccessToken, PostgresAdmin, PostgresRemote, Remote, StaticToken, SyncEngine, SyncError,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use common::*;
 use luma_model::{
@@ -310,12 +319,226 @@ fn ancestor_deleted(store: &Store, writes: &Writes, table: &str, row: &Row, dept
     })
 }
 
-async fn run_case(steps: Vec<Step>) {
-    let remote = MemoryRemote::new();
+/// A server the convergence property runs against.
+#[async_trait]
+trait Server: Send + Sync {
+    type R: Remote + Clone;
+    fn remote(&self) -> Self::R;
+    fn sign_in(&self, user: UserId) -> AccessToken;
+    fn set_faults(&self, faults: FaultConfig);
+    /// Waits until every finished write is pullable.
+    async fn settle(&self);
+    /// The newest state of every record of `table` the user can see (tombstones as `None`).
+    async fn snapshot(
+        &self,
+        token: &AccessToken,
+        table: &str,
+    ) -> BTreeMap<RecordKey, (Hlc, Option<Row>)>;
+}
+
+struct Memory(MemoryRemote);
+
+#[async_trait]
+impl Server for Memory {
+    type R = MemoryRemote;
+    fn remote(&self) -> MemoryRemote {
+        self.0.clone()
+    }
+    fn sign_in(&self, user: UserId) -> AccessToken {
+        self.0.issue_token(user)
+    }
+    fn set_faults(&self, faults: FaultConfig) {
+        self.0.set_faults(faults)
+    }
+    async fn settle(&self) {}
+    async fn snapshot(
+        &self,
+        _token: &AccessToken,
+        table: &str,
+    ) -> BTreeMap<RecordKey, (Hlc, Option<Row>)> {
+        self.0.snapshot(table)
+    }
+}
+
+/// PostgresRemote behind seeded transport faults (request failed, response lost, 5xx, 401).
+#[derive(Clone)]
+struct Faulty {
+    inner: PostgresRemote,
+    faults: Arc<Mutex<(StdRng, FaultConfig)>>,
+}
+
+enum Injected {
+    Before(SyncError),
+    After,
+}
+
+impl Faulty {
+    fn draw(&self) -> Option<Injected> {
+        let mut g = self.faults.lock().unwrap();
+        let f = g.1;
+        let roll: f64 = g.0.gen();
+        let mut acc = f.fail_request;
+        if roll < acc {
+            return Some(Injected::Before(SyncError::transient(
+                "connection reset (injected)",
+            )));
+        }
+        acc += f.lose_response;
+        if roll < acc {
+            return Some(Injected::After);
+        }
+        acc += f.server_error;
+        if roll < acc {
+            return Some(Injected::Before(SyncError::transient("503 (injected)")));
+        }
+        acc += f.unauthorized;
+        if roll < acc {
+            return Some(Injected::Before(SyncError::Unauthorized {
+                message: "JWT expired (injected)".into(),
+            }));
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl Remote for Faulty {
+    async fn push(
+        &self,
+        token: &AccessToken,
+        changes: &[luma_sync::Change],
+    ) -> luma_sync::Result<Vec<luma_sync::ChangeOutcome>> {
+        let fault = self.draw();
+        if let Some(Injected::Before(e)) = fault {
+            return Err(e);
+        }
+        let out = self.inner.push(token, changes).await?;
+        if fault.is_some() {
+            return Err(SyncError::transient("response lost (injected)"));
+        }
+        Ok(out)
+    }
+    async fn pull(
+        &self,
+        token: &AccessToken,
+        request: &luma_sync::PullRequest,
+    ) -> luma_sync::Result<luma_sync::PullPage> {
+        let fault = self.draw();
+        if let Some(Injected::Before(e)) = fault {
+            return Err(e);
+        }
+        let out = self.inner.pull(token, request).await?;
+        if fault.is_some() {
+            return Err(SyncError::transient("response lost (injected)"));
+        }
+        Ok(out)
+    }
+    async fn watermark(&self, token: &AccessToken) -> luma_sync::Result<luma_sync::Watermark> {
+        if let Some(Injected::Before(e)) = self.draw() {
+            return Err(e);
+        }
+        self.inner.watermark(token).await
+    }
+}
+
+struct Postgres {
+    remote: Faulty,
+    admin: PostgresAdmin,
+}
+
+#[async_trait]
+impl Server for Postgres {
+    type R = Faulty;
+    fn remote(&self) -> Faulty {
+        self.remote.clone()
+    }
+    fn sign_in(&self, user: UserId) -> AccessToken {
+        self.remote.inner.sign_in(user)
+    }
+    fn set_faults(&self, faults: FaultConfig) {
+        *self.remote.faults.lock().unwrap() = (StdRng::seed_from_u64(faults.seed), faults);
+    }
+    async fn settle(&self) {
+        self.admin
+            .settled_watermark(std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    async fn snapshot(
+        &self,
+        token: &AccessToken,
+        table: &str,
+    ) -> BTreeMap<RecordKey, (Hlc, Option<Row>)> {
+        let wm = self
+            .admin
+            .settled_watermark(std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        let mut out = BTreeMap::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .remote
+                .inner
+                .pull(
+                    token,
+                    &luma_sync::PullRequest {
+                        table: table.into(),
+                        cursor: cursor.clone(),
+                        limit: 1000,
+                        watermark: wm.clone(),
+                    },
+                )
+                .await
+                .unwrap();
+            for r in page.rows {
+                out.insert(r.key, (r.hlc, r.row));
+            }
+            if page.cursor.is_some() {
+                cursor = page.cursor;
+            }
+            if !page.has_more {
+                return out;
+            }
+        }
+    }
+}
+
+async fn assert_same_as_server<S: Server>(
+    server: &S,
+    token: &AccessToken,
+    engine: &SyncEngine<Store, S::R>,
+) {
+    let local = local_state(engine.local()).await;
+    for spec in engine.local().synced_tables().unwrap() {
+        let live: BTreeMap<RecordKey, (Hlc, Row)> = server
+            .snapshot(token, spec.name)
+            .await
+            .into_iter()
+            .filter_map(|(k, (h, row))| row.map(|r| (k, (h, r))))
+            .collect();
+        assert_eq!(
+            local[spec.name], live,
+            "table {} differs from the remote",
+            spec.name
+        );
+    }
+}
+
+async fn run_case<S: Server>(server: &S, steps: Vec<Step>) {
+    server.set_faults(FaultConfig::none());
     let user = UserId::new();
+    let token = Arc::new(server.sign_in(user));
     let mut replicas = Vec::new();
     for _ in 0..3 {
-        replicas.push(device(&remote, user).await);
+        let store = Store::open_in_memory().await.unwrap();
+        store.set_current_user(Some(user)).await.unwrap();
+        replicas.push(SyncEngine::new(
+            store,
+            server.remote(),
+            Arc::new(StaticToken(token.clone())),
+            fast_config(),
+        ));
     }
     let ids = Ids::new();
     let mut writes = Writes::new();
@@ -339,16 +562,19 @@ async fn run_case(steps: Vec<Step>) {
                 let _ = replicas[r].sync_now().await;
             }
             Step::Faults(p, seed) => {
-                remote.set_faults(FaultConfig::all(seed, f64::from(p) / 600.0))
+                server.set_faults(FaultConfig::all(seed, f64::from(p) / 600.0))
             }
         }
     }
-    // The final fault-free sync: rounds until a round moves nothing.
-    remote.set_faults(FaultConfig::none());
+    let t_steps = std::time::Instant::now();
+    // The final fault-free sync: rounds until a round moves nothing (each round first waits
+    // until every finished write is pullable).
+    server.set_faults(FaultConfig::none());
     let mut quiet = false;
     for _ in 0..8 {
         let mut moved = 0;
         for e in &replicas {
+            server.settle().await;
             e.retry_all().await.unwrap();
             let r = e.sync_now().await.unwrap();
             moved += r.pull.rows + r.push.sent;
@@ -359,14 +585,17 @@ async fn run_case(steps: Vec<Step>) {
         }
     }
     assert!(quiet, "the replicas kept exchanging changes");
+    if std::env::var("LUMA_TIMING").is_ok() {
+        eprintln!("steps+final sync {:?}", t_steps.elapsed());
+    }
     for e in &replicas {
         assert_eq!(e.local().outbox().all().await.unwrap(), vec![], "ops left");
-        assert_same_as_remote(e).await;
+        assert_same_as_server(server, &token, e).await;
     }
     // The remote is last-writer-wins over all writes (with "parent delete wins").
     let store = replicas[0].local();
     for spec in store.synced_tables().unwrap() {
-        let snapshot = remote.snapshot(spec.name);
+        let snapshot = server.snapshot(&token, spec.name).await;
         for (key, (hlc, row)) in &snapshot {
             let versions = writes.get(&(spec.name.to_string(), key.clone()));
             if let Some(row) = row {
@@ -414,6 +643,42 @@ proptest! {
     #[test]
     fn replicas_converge_to_last_writer_wins(steps in prop::collection::vec(step(), 1..40)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run_case(steps));
+        rt.block_on(run_case(&Memory(MemoryRemote::new()), steps));
+    }
+}
+
+/// The same property against PostgresRemote on a real server (one database, a fresh user and
+/// fresh ids per case). Cases: `LUMA_PG_CONVERGENCE_CASES` (default 50).
+#[test]
+fn replicas_converge_on_postgres() {
+    let cases = std::env::var("LUMA_PG_CONVERGENCE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(pg_common::PgHarness::new());
+    let server = Postgres {
+        remote: Faulty {
+            inner: db.remote.clone(),
+            faults: Arc::new(Mutex::new((StdRng::seed_from_u64(0), FaultConfig::none()))),
+        },
+        admin: db.admin.clone(),
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases,
+        max_shrink_iters: 0,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&prop::collection::vec(step(), 1..40), |steps| {
+        rt.block_on(run_case(&server, steps));
+        Ok(())
+    });
+    rt.block_on(db.drop());
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }

@@ -1,0 +1,404 @@
+//! [`PostgresRemote`]: the [`Remote`] over a PostgreSQL connection pool that runs the cloud
+//! functions (`luma_push`, `luma_pull`, `luma_watermark`, ...) exactly as PostgREST runs them for
+//! a Supabase client: one transaction per call that first sets `role` to `authenticated` and
+//! `request.jwt.claims` to `{"sub": <user>, "role": "authenticated"}`, transaction-locally, so
+//! row-level security decides what the user sees and writes.
+//!
+//! **Tokens.** A direct database connection has no JWT verification in front of it, so this
+//! remote keeps its own small session table: [`PostgresRemote::sign_in`] issues an
+//! [`AccessToken`] whose secret is a random value bound to the user in this process, and every
+//! call maps the secret back to the user (an unknown or expired secret answers
+//! [`SyncError::Unauthorized`]). This is for tests, examples and trusted back-ends that already
+//! authenticated their users; in production the app talks to Supabase, where PostgREST verifies
+//! the real JWT and sets the same claims.
+//!
+//! **Administration** (migrations, tombstone purges, test users) goes through
+//! [`PostgresAdmin`], a separate handle that never serves app calls.
+//!
+//! **Errors.** Connection failures, pool timeouts, serialization failures (`40001`), deadlocks
+//! (`40P01`) and server shutdowns are [`SyncError::Transient`]; privilege errors (`42501`) and
+//! other refusals are [`SyncError::Permanent`]; an answer that does not parse is
+//! [`SyncError::Protocol`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use luma_model::UserId;
+use rand::Rng;
+use serde_json::{json, Value};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use thiserror::Error;
+
+use crate::cloud::CloudError;
+use crate::error::{Result, SyncError};
+use crate::remote::{Change, ChangeOutcome, PullPage, PullRequest, Remote, Watermark};
+use crate::token::AccessToken;
+
+/// Maps a driver error to the engine's error families.
+pub fn map_sqlx_error(e: sqlx::Error) -> SyncError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let message = format!("{} (SQLSTATE {code})", db.message());
+            match code.as_str() {
+                // serialization failure, deadlock, lock not available, query canceled
+                "40001" | "40P01" | "55P03" | "57014" => SyncError::Transient { message },
+                // admin shutdown, crash shutdown, cannot connect now, too many connections
+                c if c.starts_with("57P") || c.starts_with("08") || c.starts_with("53") => {
+                    SyncError::Transient { message }
+                }
+                "28000" | "28P01" => SyncError::Unauthorized { message },
+                _ => SyncError::Permanent { message },
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => SyncError::Transient {
+            message: e.to_string(),
+        },
+        sqlx::Error::Protocol(_)
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::RowNotFound => SyncError::Protocol {
+            message: e.to_string(),
+        },
+        _ => SyncError::Permanent {
+            message: e.to_string(),
+        },
+    }
+}
+
+/// The claims PostgREST would set for a signed-in user.
+fn claims(user: UserId) -> String {
+    json!({"sub": user.to_string(), "role": "authenticated"}).to_string()
+}
+
+/// Sets `role` and `request.jwt.claims` transaction-locally for `user` (as PostgREST does).
+async fn act_as(conn: &mut PgConnection, user: UserId) -> Result<()> {
+    sqlx::query(
+        "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)",
+    )
+    .bind(claims(user))
+    .execute(conn)
+    .await
+    .map_err(map_sqlx_error)?;
+    Ok(())
+}
+
+/// A [`Remote`] over a PostgreSQL pool running the cloud schema ([`crate::cloud`]). Clones
+/// share the pool and the session table.
+#[derive(Clone)]
+pub struct PostgresRemote {
+    pool: PgPool,
+    sessions: Arc<Mutex<HashMap<String, UserId>>>,
+}
+
+impl std::fmt::Debug for PostgresRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresRemote").finish_non_exhaustive()
+    }
+}
+
+impl PostgresRemote {
+    /// A remote over `pool`. The pool's login role needs only the right to `SET ROLE
+    /// authenticated` (on a plain PostgreSQL the migrations grant `authenticated` to the
+    /// migrating role; on Supabase use the `authenticator` role).
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            sessions: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, UserId>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Signs `user` in: a token for this remote (see the module docs: the caller vouches for
+    /// the user; Supabase verifies real JWTs instead).
+    pub fn sign_in(&self, user: UserId) -> AccessToken {
+        let nonce: u128 = rand::thread_rng().gen();
+        let secret = format!("pg-{user}-{nonce:032x}");
+        self.sessions().insert(secret.clone(), user);
+        AccessToken::new(user, secret)
+    }
+
+    /// Ends every session of `user`: their tokens answer [`SyncError::Unauthorized`].
+    pub fn sign_out(&self, user: UserId) {
+        self.sessions().retain(|_, u| *u != user);
+    }
+
+    fn user_of(&self, token: &AccessToken) -> Result<UserId> {
+        match self.sessions().get(token.secret()) {
+            Some(u) if *u == token.user() => Ok(*u),
+            _ => Err(SyncError::Unauthorized {
+                message: "unknown or expired session".into(),
+            }),
+        }
+    }
+
+    async fn begin_as(&self, token: &AccessToken) -> Result<Transaction<'static, Postgres>> {
+        let user = self.user_of(token)?;
+        let mut tx = self.pool.begin().await.map_err(map_sqlx_error)?;
+        act_as(&mut tx, user).await?;
+        Ok(tx)
+    }
+
+    /// Runs `sql` (one function call answering one JSON value) as the token's user.
+    async fn call_json<'q>(
+        &self,
+        token: &AccessToken,
+        sql: &'q str,
+        bind: impl FnOnce(
+                sqlx::query::QueryAs<'q, Postgres, (Value,), sqlx::postgres::PgArguments>,
+            )
+                -> sqlx::query::QueryAs<'q, Postgres, (Value,), sqlx::postgres::PgArguments>
+            + Send,
+    ) -> Result<Value> {
+        let mut tx = self.begin_as(token).await?;
+        let (out,): (Value,) = bind(sqlx::query_as(sql))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_sqlx_error)?;
+        tx.commit().await.map_err(map_sqlx_error)?;
+        Ok(out)
+    }
+
+    /// Joins the venue with this share code; answers its id.
+    pub async fn join_venue(&self, token: &AccessToken, share_code: &str) -> Result<String> {
+        let out = self
+            .call_json(token, "SELECT luma_join_venue($1)", |q| q.bind(share_code))
+            .await?;
+        out.get("venue_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| SyncError::Protocol {
+                message: format!("luma_join_venue answered {out}"),
+            })
+    }
+
+    /// Leaves a venue; answers whether the user was a member.
+    pub async fn leave_venue(&self, token: &AccessToken, venue: &str) -> Result<bool> {
+        let id: sqlx::types::Uuid = venue.parse().map_err(|_| SyncError::Permanent {
+            message: format!("{venue:?} is not a venue id"),
+        })?;
+        let out = self
+            .call_json(token, "SELECT luma_leave_venue($1)", |q| q.bind(id))
+            .await?;
+        Ok(out.get("left").and_then(Value::as_bool).unwrap_or(false))
+    }
+
+    /// The venues the user owns or belongs to, as `luma_memberships()` answers them.
+    pub async fn memberships(&self, token: &AccessToken) -> Result<Value> {
+        self.call_json(token, "SELECT luma_memberships()", |q| q)
+            .await
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| SyncError::Protocol {
+        message: format!("{what} answered something unexpected: {e}"),
+    })
+}
+
+#[async_trait]
+impl Remote for PostgresRemote {
+    async fn push(&self, token: &AccessToken, changes: &[Change]) -> Result<Vec<ChangeOutcome>> {
+        let body = serde_json::to_value(changes).map_err(|e| SyncError::Permanent {
+            message: format!("cannot encode the batch: {e}"),
+        })?;
+        let out = self
+            .call_json(token, "SELECT luma_push($1)", |q| q.bind(body))
+            .await?;
+        let outcomes: Vec<ChangeOutcome> = parse("luma_push", out)?;
+        if outcomes.len() != changes.len() {
+            return Err(SyncError::Protocol {
+                message: format!(
+                    "luma_push answered {} outcomes for {} changes",
+                    outcomes.len(),
+                    changes.len()
+                ),
+            });
+        }
+        tracing::debug!(changes = changes.len(), "pushed a batch to PostgreSQL");
+        Ok(outcomes)
+    }
+
+    async fn pull(&self, token: &AccessToken, request: &PullRequest) -> Result<PullPage> {
+        let limit = i32::try_from(request.limit).unwrap_or(i32::MAX);
+        let out = self
+            .call_json(token, "SELECT luma_pull($1, $2, $3, $4)", |q| {
+                q.bind(request.table.as_str())
+                    .bind(request.cursor.as_deref())
+                    .bind(limit)
+                    .bind(request.watermark.0.as_str())
+            })
+            .await?;
+        parse("luma_pull", out)
+    }
+
+    async fn watermark(&self, token: &AccessToken) -> Result<Watermark> {
+        let mut tx = self.begin_as(token).await?;
+        let (w,): (String,) = sqlx::query_as("SELECT luma_watermark()")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_sqlx_error)?;
+        tx.commit().await.map_err(map_sqlx_error)?;
+        Ok(Watermark(w))
+    }
+}
+
+/// Errors of [`PostgresAdmin`].
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// Applying the schema failed.
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    /// A database call failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The service-role handle: migrations, tombstone purges and test fixtures (users, profiles,
+/// memberships). It runs as the pool's login role or as `service_role` (which bypasses
+/// row-level security) and never serves app calls: keep it out of the app's reach.
+#[derive(Clone)]
+pub struct PostgresAdmin {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PostgresAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresAdmin").finish_non_exhaustive()
+    }
+}
+
+impl PostgresAdmin {
+    /// An admin handle over `pool` (a role that may apply migrations).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies every pending cloud migration.
+    pub async fn migrate(&self) -> Result<(), AdminError> {
+        crate::cloud::migrate(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn service_tx(&self) -> Result<Transaction<'static, Postgres>, AdminError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "SELECT set_config('role', 'service_role', true), \
+             set_config('request.jwt.claims', '{\"role\":\"service_role\"}', true)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        Ok(tx)
+    }
+
+    /// Hard-deletes tombstones older than `horizon` (as the service role); answers the count
+    /// purged per table. Clients whose cursor is older are told `resync_required`.
+    pub async fn purge_tombstones(
+        &self,
+        horizon: std::time::Duration,
+    ) -> Result<HashMap<String, i64>, AdminError> {
+        let mut tx = self.service_tx().await?;
+        let secs = horizon.as_secs_f64();
+        let (out,): (Value,) =
+            sqlx::query_as("SELECT luma_purge_tombstones(make_interval(secs => $1))")
+                .bind(secs)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let counts = out
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_i64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tracing::info!(?counts, "purged tombstones");
+        Ok(counts)
+    }
+
+    /// Creates (or renames) the profile of `user` (tests and examples: Supabase creates users
+    /// through its auth service).
+    pub async fn create_user(&self, user: UserId, display_name: &str) -> Result<(), AdminError> {
+        let id: sqlx::types::Uuid = user.into();
+        sqlx::query(
+            "INSERT INTO public.profiles (id, display_name) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name",
+        )
+        .bind(id)
+        .bind(display_name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Makes `user` a member of `venue` (as joining by share code would).
+    pub async fn add_member(&self, venue: &str, user: UserId) -> Result<(), AdminError> {
+        let mut tx = self.service_tx().await?;
+        sqlx::query(
+            "INSERT INTO public.venue_members (venue_id, user_id) VALUES ($1::uuid, $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(venue)
+        .bind(sqlx::types::Uuid::from(user))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes `user` from `venue` (as the owner would).
+    pub async fn remove_member(&self, venue: &str, user: UserId) -> Result<(), AdminError> {
+        let mut tx = self.service_tx().await?;
+        sqlx::query("DELETE FROM public.venue_members WHERE venue_id = $1::uuid AND user_id = $2")
+            .bind(venue)
+            .bind(sqlx::types::Uuid::from(user))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A watermark above every transaction that started before this call (waits for them to
+    /// finish). The watermark is the cluster-wide snapshot xmin, so a transaction open in any
+    /// database of the server holds it back; this waits at most `timeout`.
+    pub async fn settled_watermark(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Watermark, AdminError> {
+        let (now,): (String,) = sqlx::query_as("SELECT pg_current_xact_id()::text")
+            .fetch_one(&self.pool)
+            .await?;
+        let now: u64 = now.parse().unwrap_or(0);
+        let start = std::time::Instant::now();
+        loop {
+            let (wm,): (String,) =
+                sqlx::query_as("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+                    .fetch_one(&self.pool)
+                    .await?;
+            if wm.parse::<u64>().unwrap_or(0) > now || start.elapsed() > timeout {
+                return Ok(Watermark(wm));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}

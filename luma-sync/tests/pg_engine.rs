@@ -1,0 +1,349 @@
+//! The engine's key scenarios against PostgresRemote on a real server (a database per test).
+//! A row pushed on PostgreSQL becomes pullable only once every older transaction of the
+//! cluster has finished, so `settle` waits for a settled watermark before each sync.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod pg_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{fast_config, local_state};
+use luma_model::{Fixture, Pattern, UserId, Venue};
+use luma_store::Store;
+use luma_sync::{AccessToken, StaticToken, SyncEngine, SyncError, TokenProvider};
+use pg_common::{server_state, PgFault, PgHarness, Scripted};
+
+type Engine = SyncEngine<Store, Scripted>;
+
+async fn device(h: &PgHarness, remote: &Scripted, user: UserId) -> Engine {
+    device_on(Store::open_in_memory().await.unwrap(), h, remote, user).await
+}
+
+async fn device_on(store: Store, h: &PgHarness, remote: &Scripted, user: UserId) -> Engine {
+    store.set_current_user(Some(user)).await.unwrap();
+    let token = Arc::new(h.remote.sign_in(user));
+    SyncEngine::new(
+        store,
+        remote.clone(),
+        Arc::new(StaticToken(token)),
+        fast_config(),
+    )
+}
+
+async fn wait(h: &PgHarness) {
+    h.admin
+        .settled_watermark(Duration::from_secs(60))
+        .await
+        .unwrap();
+}
+
+async fn settle(h: &PgHarness, engines: &[&Engine]) {
+    for _ in 0..3 {
+        for e in engines {
+            wait(h).await;
+            e.retry_all().await.unwrap();
+            e.sync_now().await.unwrap();
+        }
+    }
+}
+
+async fn assert_same_as_server(h: &PgHarness, e: &Engine, user: UserId) {
+    let tables: Vec<&str> = e
+        .local()
+        .synced_tables()
+        .unwrap()
+        .iter()
+        .map(|s| s.name)
+        .collect();
+    let token = h.remote.sign_in(user);
+    let server = server_state(h, &token, &tables).await;
+    let local = local_state(e.local()).await;
+    for t in tables {
+        assert_eq!(local[t], server[t], "table {t} differs from the server");
+    }
+}
+
+#[tokio::test]
+async fn two_devices_converge_lost_responses_and_restarts() {
+    let h = PgHarness::new().await;
+    let remote = Scripted::new(h.remote.clone());
+    let user = UserId::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let venue = Venue::new("Club");
+    {
+        let a = device_on(Store::open(&path).await.unwrap(), &h, &remote, user).await;
+        a.local().venues().create(&venue).await.unwrap();
+        for i in 0..5 {
+            let mut f = Fixture::new(venue.id, 1, i + 1, 4);
+            f.fixture_path = Some("/only/on/a.json".into());
+            a.local().fixtures().create(&f).await.unwrap();
+        }
+        // The server applies the push; the device dies before hearing back.
+        remote.inject(PgFault::LosePushResponse);
+        assert!(a.push().await.unwrap_err().is_retryable());
+        a.local().close().await;
+    }
+    let a = device_on(Store::open(&path).await.unwrap(), &h, &remote, user).await;
+    a.retry_all().await.unwrap();
+    wait(&h).await;
+    a.sync_now().await.unwrap();
+    assert_eq!(a.local().outbox().pending_count().await.unwrap(), 0);
+
+    // b pulls page by page and fails half way, then resumes from its cursor.
+    let b_store = Store::open_in_memory().await.unwrap();
+    b_store.set_current_user(Some(user)).await.unwrap();
+    let mut cfg = fast_config();
+    cfg.page_size = 2;
+    let b = SyncEngine::new(
+        b_store,
+        remote.clone(),
+        Arc::new(StaticToken(Arc::new(h.remote.sign_in(user)))),
+        cfg,
+    );
+    let order = b.local().synced_tables().unwrap();
+    let before = order.iter().position(|t| t.name == "fixtures").unwrap();
+    for _ in 0..=before {
+        remote.inject(PgFault::PassPull);
+    }
+    remote.inject(PgFault::FailPull);
+    wait(&h).await;
+    assert!(b.pull().await.is_err());
+    let have = b.local().fixtures().count().await.unwrap();
+    assert!(have > 0 && have < 5, "half way: {have}");
+    let r = b.sync_now().await.unwrap();
+    assert!(r.pull.rows < 6, "resumed from the cursor: {r:?}");
+    let got = b.local().fixtures().list().await.unwrap();
+    assert_eq!(got.len(), 5);
+    assert!(
+        got.iter().all(|f| f.fixture_path.is_none()),
+        "local-only stays local"
+    );
+    assert_eq!(b.local().outbox().pending_count().await.unwrap(), 0);
+
+    // An edit on b reaches a.
+    let mut v = b.local().venues().get(venue.id).await.unwrap();
+    v.name = "renamed on b".into();
+    b.local().venues().update(&v).await.unwrap();
+    settle(&h, &[&b, &a]).await;
+    assert_eq!(
+        a.local().venues().get(venue.id).await.unwrap().name,
+        "renamed on b"
+    );
+    assert_same_as_server(&h, &a, user).await;
+    assert_same_as_server(&h, &b, user).await;
+    h.drop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_op_is_listed_then_discard_restores() {
+    let h = PgHarness::new().await;
+    let remote = Scripted::new(h.remote.clone());
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let a = device(&h, &remote, alice).await;
+    let b = device(&h, &remote, bob).await;
+    let mut pattern = Pattern::new("Community chase");
+    pattern.is_verified = true;
+    a.local().patterns().create(&pattern).await.unwrap();
+    a.sync_now().await.unwrap();
+    wait(&h).await;
+    b.sync_now().await.unwrap();
+    let mut theirs = b.local().patterns().get(pattern.id).await.unwrap();
+    theirs.name = "Bob's edit".into();
+    b.local().patterns().update(&theirs).await.unwrap();
+    b.local()
+        .venues()
+        .create(&Venue::new("Bob's"))
+        .await
+        .unwrap();
+    let r = b.sync_now().await.unwrap();
+    assert_eq!((r.push.applied, r.push.rejected), (1, 1));
+    let errors = b.pending_errors().await.unwrap();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .starts_with("forbidden"));
+    b.discard(errors[0].id).await.unwrap();
+    wait(&h).await;
+    b.sync_now().await.unwrap();
+    assert_eq!(
+        b.local().patterns().get(pattern.id).await.unwrap().name,
+        "Community chase"
+    );
+    h.drop().await;
+}
+
+#[tokio::test]
+async fn deletes_racing_updates_and_children_under_deleted_parents() {
+    let h = PgHarness::new().await;
+    let remote = Scripted::new(h.remote.clone());
+    let user = UserId::new();
+    let a = device(&h, &remote, user).await;
+    let b = device(&h, &remote, user).await;
+    let venue = Venue::new("v");
+    a.local().venues().create(&venue).await.unwrap();
+    a.local()
+        .fixtures()
+        .create(&Fixture::new(venue.id, 1, 1, 1))
+        .await
+        .unwrap();
+    settle(&h, &[&a, &b]).await;
+    let mut v = b.local().venues().get(venue.id).await.unwrap();
+    a.local().venues().delete(venue.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    v.name = "renamed later".into();
+    b.local().venues().update(&v).await.unwrap();
+    settle(&h, &[&a, &b]).await;
+    for e in [&a, &b] {
+        assert_eq!(
+            e.local().venues().get(venue.id).await.unwrap().name,
+            "renamed later"
+        );
+        assert_eq!(e.local().fixtures().count().await.unwrap(), 0);
+        assert_same_as_server(&h, e, user).await;
+    }
+    // A child created under a concurrently deleted parent is removed everywhere.
+    a.local().venues().delete(venue.id).await.unwrap();
+    a.sync_now().await.unwrap();
+    b.local()
+        .fixtures()
+        .create(&Fixture::new(venue.id, 1, 2, 1))
+        .await
+        .unwrap();
+    let r = b.push().await.unwrap();
+    assert_eq!(r.rejected, 1);
+    settle(&h, &[&a, &b]).await;
+    for e in [&a, &b] {
+        assert!(e.local().venues().find(venue.id).await.unwrap().is_none());
+        assert_eq!(e.local().fixtures().count().await.unwrap(), 0);
+        assert!(e.pending_errors().await.unwrap().is_empty());
+        assert_same_as_server(&h, e, user).await;
+    }
+    h.drop().await;
+}
+
+#[tokio::test]
+async fn a_purge_past_the_cursor_triggers_a_full_resync_keeping_pending_ops() {
+    let h = PgHarness::new().await;
+    let remote = Scripted::new(h.remote.clone());
+    let user = UserId::new();
+    let a = device(&h, &remote, user).await;
+    let b = device(&h, &remote, user).await;
+    let (gone, kept) = (Venue::new("gone"), Venue::new("kept"));
+    a.local().venues().create(&gone).await.unwrap();
+    a.local().venues().create(&kept).await.unwrap();
+    a.local()
+        .fixtures()
+        .create(&Fixture::new(gone.id, 1, 1, 1))
+        .await
+        .unwrap();
+    settle(&h, &[&a, &b]).await;
+    let mut edit = b.local().venues().get(kept.id).await.unwrap();
+    edit.description = "pending on b".into();
+    b.local().venues().update(&edit).await.unwrap();
+    a.local().venues().delete(gone.id).await.unwrap();
+    a.sync_now().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let purged = h.admin.purge_tombstones(Duration::ZERO).await.unwrap();
+    assert_eq!(purged["venues"], 1);
+    wait(&h).await;
+    b.pull().await.unwrap();
+    assert!(b.local().venues().find(gone.id).await.unwrap().is_none());
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 0);
+    assert_eq!(
+        b.local().venues().get(kept.id).await.unwrap().description,
+        "pending on b"
+    );
+    assert_eq!(b.local().outbox().pending_count().await.unwrap(), 1);
+    settle(&h, &[&b, &a]).await;
+    assert_same_as_server(&h, &a, user).await;
+    assert_same_as_server(&h, &b, user).await;
+    h.drop().await;
+}
+
+struct Refreshing {
+    h: PgRemoteRef,
+    user: UserId,
+    current: std::sync::Mutex<Arc<AccessToken>>,
+    refreshes: std::sync::atomic::AtomicU32,
+}
+type PgRemoteRef = luma_sync::PostgresRemote;
+
+#[async_trait::async_trait]
+impl TokenProvider for Refreshing {
+    async fn token(&self) -> luma_sync::Result<Arc<AccessToken>> {
+        Ok(self.current.lock().unwrap().clone())
+    }
+    async fn refresh(&self) -> luma_sync::Result<Arc<AccessToken>> {
+        self.refreshes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let t = Arc::new(self.h.sign_in(self.user));
+        *self.current.lock().unwrap() = t.clone();
+        Ok(t)
+    }
+}
+
+#[tokio::test]
+async fn a_signed_out_session_leads_to_one_refresh_and_joining_a_venue_shows_its_rows() {
+    let h = PgHarness::new().await;
+    let remote = Scripted::new(h.remote.clone());
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let stale = Arc::new(h.remote.sign_in(alice));
+    h.remote.sign_out(alice);
+    let tokens = Arc::new(Refreshing {
+        h: h.remote.clone(),
+        user: alice,
+        current: std::sync::Mutex::new(stale),
+        refreshes: Default::default(),
+    });
+    let store = Store::open_in_memory().await.unwrap();
+    store.set_current_user(Some(alice)).await.unwrap();
+    let mut venue = Venue::new("Shared");
+    venue.share_code = Some("JOINME01".into());
+    store.venues().create(&venue).await.unwrap();
+    store
+        .fixtures()
+        .create(&Fixture::new(venue.id, 1, 1, 1))
+        .await
+        .unwrap();
+    let a = SyncEngine::new(store, remote.clone(), tokens.clone(), fast_config());
+    let r = a.sync_now().await.unwrap();
+    assert_eq!(r.push.applied, 2);
+    assert_eq!(
+        tokens.refreshes.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    // A token nobody issued stays refused after the one refresh.
+    let err = h
+        .remote
+        .join_venue(&AccessToken::new(bob, "forged"), "JOINME01")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SyncError::Unauthorized { .. }), "{err:?}");
+
+    let tb = h.remote.sign_in(bob);
+    assert_eq!(
+        h.remote.join_venue(&tb, "JOINME01").await.unwrap(),
+        venue.id.to_string()
+    );
+    let b = device(&h, &remote, bob).await;
+    wait(&h).await;
+    b.sync_now().await.unwrap();
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 1);
+    assert!(h
+        .remote
+        .leave_venue(&tb, &venue.id.to_string())
+        .await
+        .unwrap());
+    let server = server_state(&h, &tb, &["venues", "fixtures"]).await;
+    assert!(
+        server["fixtures"].is_empty(),
+        "a member who left sees nothing"
+    );
+    h.drop().await;
+}
