@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use luma_model::UserId;
+use luma_model::{PatternId, UserId};
 use rand::Rng;
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
@@ -32,7 +32,10 @@ use thiserror::Error;
 
 use crate::cloud::CloudError;
 use crate::error::{Result, SyncError};
-use crate::remote::{Change, ChangeOutcome, PullPage, PullRequest, Remote, Watermark};
+use crate::remote::{
+    Change, ChangeOutcome, PatternBundle, PullPage, PullRequest, Remote, SearchPage, SearchRequest,
+    Watermark,
+};
 use crate::token::AccessToken;
 
 /// Maps a driver error to the engine's error families.
@@ -243,6 +246,44 @@ impl Remote for PostgresRemote {
             })
             .await?;
         parse("luma_pull", out)
+    }
+
+    async fn search_patterns(
+        &self,
+        token: &AccessToken,
+        request: &SearchRequest,
+    ) -> Result<SearchPage> {
+        let limit = i32::try_from(request.limit).unwrap_or(i32::MAX);
+        let out = self
+            .call_json(
+                token,
+                "SELECT luma_search_patterns($1, $2, $3, $4, $5)",
+                |q| {
+                    q.bind(request.tab.as_str())
+                        .bind(request.filter.query.as_str())
+                        .bind(request.filter.category.as_deref())
+                        .bind(limit)
+                        .bind(request.cursor.as_deref())
+                },
+            )
+            .await?;
+        parse("luma_search_patterns", out)
+    }
+
+    async fn fetch_pattern(
+        &self,
+        token: &AccessToken,
+        pattern: PatternId,
+    ) -> Result<Option<PatternBundle>> {
+        let id = pattern.as_uuid();
+        let out = self
+            .call_json(token, "SELECT luma_fetch_pattern($1)", |q| q.bind(id))
+            .await?;
+        // `{"pattern": null, ...}` means there is no such pattern the caller may read.
+        if out.get("pattern").is_none_or(Value::is_null) {
+            return Ok(None);
+        }
+        parse("luma_fetch_pattern", out).map(Some)
     }
 
     async fn watermark(&self, token: &AccessToken) -> Result<Watermark> {
