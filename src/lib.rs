@@ -9,7 +9,7 @@
 //! |------------|--------------|-------------------|--------------------------------------------------|
 //! | [`model`]  | `luma-model` | always            | records, typed ids, `Record`/`Syncable`, the HLC |
 //! | `store`    | `luma-store` | `store` (default) | `luma.db`: migrations, repositories, the outbox  |
-//! | `sync`     | `luma-sync`  | `sync`            | the sync engine (skeleton for now)               |
+//! | `sync`     | `luma-sync`  | `sync`            | the sync engine, remotes and the cloud SQL       |
 //! | `files`    | `luma-files` | `files`           | blob stores, file transfer queue, album art      |
 //!
 //! The [`prelude`] re-exports the types most code touches.
