@@ -75,8 +75,6 @@ pub mod crate_readme_doctests {
     pub struct LumaModel;
     #[doc = include_str!("../luma-store/README.md")]
     pub struct LumaStore;
-    #[doc = include_str!("../luma-sync/README.md")]
-    pub struct LumaSync;
     #[doc = include_str!("../luma-files/README.md")]
     pub struct LumaFiles;
 }

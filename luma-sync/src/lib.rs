@@ -75,3 +75,8 @@ pub use remote::{
 };
 pub use status::{FileStatusFeed, FileTransfers, Phase, Progress, SyncStatus, TablesChanged};
 pub use token::{AccessToken, StaticToken, TokenProvider};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
