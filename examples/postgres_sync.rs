@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use luma_model::{Fixture, UserId, Venue};
 use luma_store::Store;
-use luma_sync::{PostgresAdmin, PostgresRemote, StaticToken, SyncConfig, SyncEngine};
+use luma_sync::{PostgresAdmin, PostgresRemote, Remote, StaticToken, SyncConfig, SyncEngine};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
@@ -133,10 +133,13 @@ async fn run(opts: PgConnectOptions) -> Result<(), Box<dyn std::error::Error>> {
             e.local().outbox().pending_count().await?
         );
     }
-    println!(
-        "ben's memberships: {}",
-        remote.memberships(&ben_token).await?
-    );
+    let memberships: Vec<String> = remote
+        .memberships(&ben_token)
+        .await?
+        .into_iter()
+        .map(|m| format!("{} ({})", m.venue_id, m.role))
+        .collect();
+    println!("ben's memberships: {memberships:?}");
     remote.pool().close().await;
     admin.pool().close().await;
     Ok(())

@@ -68,6 +68,9 @@ pub struct ApplyReport {
     /// turned into deletes with the same stamp (the parent delete wins; the tombstone is
     /// pushed so an older live version elsewhere does not come back).
     pub orphaned: Vec<DroppedOp>,
+    /// After a full re-pull ([`Store::remove_unreturned`]): rows the pull did not return that
+    /// stay because of a pending op (their own or a child's).
+    pub kept_unreturned: u64,
     /// Tables whose local rows changed.
     pub changed_tables: Vec<String>,
 }
@@ -81,6 +84,7 @@ impl ApplyReport {
         self.confirmed += other.confirmed;
         self.superseded.extend(other.superseded);
         self.orphaned.extend(other.orphaned);
+        self.kept_unreturned += other.kept_unreturned;
         for t in other.changed_tables {
             self.note_changed(&t);
         }
@@ -698,13 +702,46 @@ impl Store {
     }
 
     /// After a full re-pull of `table` (the server said the cursor was older than its
-    /// tombstone horizon): removes local rows whose key the full pull did not return (`keep`)
-    /// and that have no pending op, with their children (orphaned child ops are dropped and
-    /// reported), in one transaction, without creating ops.
-    pub async fn remove_unreturned(&self, table: &str, keep: &[RecordKey]) -> Result<ApplyReport> {
+    /// tombstone horizon, or the user's venues changed): removes local rows whose key the full
+    /// pull did not return (`keep`), in one transaction, without creating ops, with their
+    /// children (orphaned child ops become deletes and are reported).
+    ///
+    /// Kept as well: rows with a pending op (an unpushed edit is never dropped here; the
+    /// server's answer to it decides), and rows a remaining child row references, so that an
+    /// unpushed edit of a child keeps its parents. A child row counts if it has a pending op,
+    /// or if its table is among `repulled` (re-pulled in the same cycle and already cleaned,
+    /// children first, so what remains there is either on the server or kept for an op).
+    pub async fn remove_unreturned(
+        &self,
+        table: &str,
+        keep: &[RecordKey],
+        repulled: &[&str],
+    ) -> Result<ApplyReport> {
         let sql = self.table(table)?;
         let spec = sql.spec;
         let keys: Vec<&str> = keep.iter().map(RecordKey::as_str).collect();
+        let mut children_kept = String::new();
+        if let [pkey] = spec.key {
+            for child in self.synced_tables()? {
+                for p in child.parents.iter().filter(|p| p.table == spec.name) {
+                    let with_op = if repulled.contains(&child.name) {
+                        String::new()
+                    } else {
+                        format!(
+                            " AND EXISTS (SELECT 1 FROM sync_outbox co WHERE co.tbl = '{}' AND co.pk = {})",
+                            child.name,
+                            crate::schema::key_expr(&child, "c")
+                        )
+                    };
+                    children_kept.push_str(&format!(
+                        " AND NOT EXISTS (SELECT 1 FROM {} c WHERE c.{} = x.{}{with_op})",
+                        quote(child.name),
+                        quote(p.column),
+                        quote(pkey)
+                    ));
+                }
+            }
+        }
         let json = serde_json::to_string(&keys).map_err(|e| bad_op_row(e.to_string()))?;
         let mut report = ApplyReport::default();
         let mut tx = self.begin_write().await?;
@@ -712,11 +749,11 @@ impl Store {
         let done = sqlx::query(&format!(
             "DELETE FROM {t} WHERE rowid IN (SELECT x.rowid FROM {t} x \
              WHERE {k} NOT IN (SELECT value FROM json_each(?1)) \
-             AND NOT EXISTS (SELECT 1 FROM sync_outbox o WHERE o.tbl = ?2 AND o.pk = {k}))",
+             AND NOT EXISTS (SELECT 1 FROM sync_outbox o WHERE o.tbl = ?2 AND o.pk = {k}){children_kept})",
             t = quote(spec.name),
             k = crate::schema::key_expr(&spec, "x"),
         ))
-        .bind(json)
+        .bind(&json)
         .bind(spec.name)
         .execute(&mut *tx)
         .await
@@ -729,6 +766,16 @@ impl Store {
                 report.note_changed(d.name);
             }
         }
+        let kept: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {t} x WHERE {k} NOT IN (SELECT value FROM json_each(?1))",
+            t = quote(spec.name),
+            k = crate::schema::key_expr(&spec, "x"),
+        ))
+        .bind(&json)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(StoreError::sql("counting rows kept for pending ops"))?;
+        report.kept_unreturned = u64::try_from(kept).unwrap_or(0);
         set_guard(&mut tx, false).await?;
         tx.commit()
             .await

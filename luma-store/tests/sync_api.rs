@@ -612,7 +612,7 @@ async fn rows_a_full_repull_did_not_return_are_removed_unless_pending() {
         .unwrap();
     store.venues().create(&c).await.unwrap(); // pending: kept
     let r = store
-        .remove_unreturned("venues", &[a.key().unwrap()])
+        .remove_unreturned("venues", &[a.key().unwrap()], &[])
         .await
         .unwrap();
     assert_eq!(r.deleted, 1);

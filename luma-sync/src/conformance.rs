@@ -126,6 +126,7 @@ pub async fn check_all<H: Harness>(h: &H) -> Result<(), Failure> {
     check_push_outcomes(h).await?;
     check_idempotent_resend(h).await?;
     check_equal_stamps(h).await?;
+    check_delete_of_unknown_key(h).await?;
     check_rejections_do_not_stop_the_batch(h).await?;
     check_tombstones_and_cascade(h).await?;
     check_pull_paging(h).await?;
@@ -451,6 +452,88 @@ pub async fn check_equal_stamps<H: Harness>(h: &H) -> Result<(), Failure> {
             .is_some_and(|r| !r.deleted && r.hlc == hlc(1)),
         "a change with an equal stamp changed the server: {state:?}"
     );
+    Ok(())
+}
+
+/// A delete of a key the server never had is kept: an older write of that key pushed later
+/// (by another device of the same user) is answered superseded by the delete, a newer one
+/// applies; a resend of the delete is applied. It does not affect another user's write of the
+/// key. Checked for a single upsert and for a run of upserts (the batch path).
+pub async fn check_delete_of_unknown_key<H: Harness>(h: &H) -> Result<(), Failure> {
+    let a = UserId::new();
+    let b = UserId::new();
+    let ta = h.sign_in(a).await;
+    let tb = h.sign_in(b).await;
+    let (v, w, x) = (new_id(), new_id(), new_id());
+    applied(
+        &push(
+            h,
+            &ta,
+            vec![del("venues", &v, hlc(5)), del("venues", &w, hlc(5))],
+        )
+        .await?,
+    )?;
+    applied(&push(h, &ta, vec![del("venues", &v, hlc(5))]).await?)?;
+    let gone = Outcome::Superseded {
+        hlc: hlc(5),
+        deleted: true,
+        row: None,
+    };
+    let out = push(
+        h,
+        &ta,
+        vec![up("venues", &v, hlc(3), venue_row(&v, a, "Club"))],
+    )
+    .await?;
+    ensure!(
+        out[0].outcome == gone,
+        "an upsert older than a kept delete answered {:?}",
+        out[0].outcome
+    );
+    let out = push(
+        h,
+        &ta,
+        vec![
+            up("venues", &x, hlc(3), venue_row(&x, a, "Bar")),
+            up("venues", &w, hlc(3), venue_row(&w, a, "Hall")),
+        ],
+    )
+    .await?;
+    ensure!(
+        out[0].outcome == Outcome::Applied && out[1].outcome == gone,
+        "a run of upserts with a kept delete answered {out:?}"
+    );
+    let state = state_of(h, &ta, "venues", &v).await?;
+    ensure!(
+        state.as_ref().is_none_or(|r| r.deleted),
+        "the older upsert was written: {state:?}"
+    );
+    applied(
+        &push(
+            h,
+            &ta,
+            vec![up("venues", &v, hlc(7), venue_row(&v, a, "Club"))],
+        )
+        .await?,
+    )?;
+    let state = state_of(h, &ta, "venues", &v).await?;
+    ensure!(
+        state
+            .as_ref()
+            .is_some_and(|r| !r.deleted && r.hlc == hlc(7)),
+        "a newer upsert after a kept delete: {state:?}"
+    );
+    // Another user's kept delete of a key is no concern of this user.
+    let y = new_id();
+    applied(&push(h, &tb, vec![del("venues", &y, hlc(9))]).await?)?;
+    applied(
+        &push(
+            h,
+            &ta,
+            vec![up("venues", &y, hlc(3), venue_row(&y, a, "Club"))],
+        )
+        .await?,
+    )?;
     Ok(())
 }
 

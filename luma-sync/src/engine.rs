@@ -411,12 +411,27 @@ impl<L: Local, R: Remote> Core<L, R> {
             .authed(token, move |t| async move { remote.watermark(&t).await })
             .await?;
         let mut report = PullReport::default();
-        for spec in self.local.synced_tables()? {
+        let specs = self.local.synced_tables()?;
+        let venue_tables = venue_scoped_tables(&specs);
+        let memberships = self.membership_change(token).await?;
+        let mut memberships_complete = true;
+        let mut repulled: Vec<(&'static str, Vec<luma_model::RecordKey>)> = Vec::new();
+        for spec in specs {
             let table = spec.name;
             let mut cursor = self.local.cursor(user, table).await?;
             let mut resynced = false;
-            // Keys returned by a full re-pull (after `resync_required`).
+            // Keys returned by a full re-pull (after `resync_required`, or after the user's
+            // venues changed).
             let mut returned: Option<Vec<luma_model::RecordKey>> = None;
+            if memberships.as_ref().is_some_and(|m| m.changed)
+                && venue_tables.iter().any(|t| t == table)
+            {
+                tracing::info!(table, "venue memberships changed: pulling the table again");
+                self.local.reset_cursors(user, &[table]).await?;
+                cursor = None;
+                resynced = true;
+                returned = Some(Vec::new());
+            }
             loop {
                 let request = PullRequest {
                     table: table.to_string(),
@@ -435,6 +450,10 @@ impl<L: Local, R: Remote> Core<L, R> {
                     Err(SyncError::Permanent { message }) => {
                         tracing::warn!(table, %message, "the remote refused to pull this table");
                         report.failed_tables.push((table.to_string(), message));
+                        // A re-pull that did not finish must not remove what it did not see.
+                        if returned.take().is_some() && venue_tables.iter().any(|t| t == table) {
+                            memberships_complete = false;
+                        }
                         break;
                     }
                     Err(e) => return Err(e),
@@ -492,16 +511,82 @@ impl<L: Local, R: Remote> Core<L, R> {
                 }
             }
             if let Some(keys) = returned {
-                let removed = self.local.remove_unreturned(table, &keys).await?;
-                tracing::info!(table, removed = removed.deleted, "full re-pull done");
-                self.notify(&removed.changed_tables);
-                report.apply = merge_apply(std::mem::take(&mut report.apply), removed);
+                repulled.push((table, keys));
             }
+        }
+        // Rows the full re-pulls did not return go, children first (a parent stays while a
+        // child kept for its pending op references it).
+        let names: Vec<&str> = repulled.iter().map(|(t, _)| *t).collect();
+        let mut kept = 0;
+        for (table, keys) in repulled.iter().rev() {
+            let removed = self.local.remove_unreturned(table, keys, &names).await?;
+            kept += removed.kept_unreturned;
+            tracing::info!(table, removed = removed.deleted, "full re-pull done");
+            self.notify(&removed.changed_tables);
+            report.apply = merge_apply(std::mem::take(&mut report.apply), removed);
+        }
+        if let Some(m) = memberships.filter(|_| memberships_complete) {
+            // Rows kept for pending ops are cleaned by one more re-pull once the outbox is
+            // empty (see `membership_change`).
+            let snapshot = if (m.changed && kept > 0) || (!m.changed && m.kept_before) {
+                format!("{}{KEPT_MARK}", m.snapshot)
+            } else {
+                m.snapshot
+            };
+            self.local.set_membership_snapshot(user, &snapshot).await?;
         }
         let purged = self.local.purge_discarded().await?;
         self.notify(&purged.changed_tables);
         report.apply = merge_apply(std::mem::take(&mut report.apply), purged);
         Ok(report)
+    }
+
+    /// Reads the user's venues from the remote and compares them with the set stored after
+    /// the last complete pull. `None` when the remote does not report memberships.
+    async fn membership_change(
+        &self,
+        token: &mut Arc<AccessToken>,
+    ) -> Result<Option<MembershipChange>> {
+        let user = token.user();
+        let remote = &self.remote;
+        let list = match self
+            .authed(token, move |t| async move { remote.memberships(&t).await })
+            .await
+        {
+            Ok(list) => list,
+            Err(SyncError::Unsupported { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut venues: Vec<&str> = list.iter().map(|m| m.venue_id.as_str()).collect();
+        venues.sort_unstable();
+        venues.dedup();
+        let snapshot = serde_json::to_string(&venues).map_err(|e| SyncError::Protocol {
+            message: format!("memberships: {e}"),
+        })?;
+        let before = self.local.membership_snapshot(user).await?;
+        let kept_before = before
+            .as_deref()
+            .and_then(|b| b.strip_suffix(KEPT_MARK))
+            .is_some_and(|b| b == snapshot);
+        let changed = match before {
+            // The last re-pull kept rows for pending ops: once no op is left, re-pull again
+            // so rows of venues the user left that were kept go too.
+            Some(before) if before.strip_suffix(KEPT_MARK) == Some(snapshot.as_str()) => {
+                self.local.counts().await? == (0, 0)
+            }
+            Some(before) => before != snapshot,
+            // Never recorded (a device's first pull): every pull of this cycle happens
+            // under at least this set, so it is recorded now.
+            None => {
+                self.local.set_membership_snapshot(user, &snapshot).await?;
+                false
+            }
+        };
+        Ok(Some(MembershipChange {
+            snapshot,
+            changed,
+            kept_before,
+        }))
     }
 
     async fn push(&self, token: &mut Arc<AccessToken>) -> Result<PushReport> {
@@ -757,6 +842,37 @@ impl<L: Local, R: Remote> Core<L, R> {
 }
 
 /// Tables below any of `roots` (not the roots themselves), from parents-first `specs`.
+/// Appended to a stored membership snapshot whose re-pull kept rows for pending ops.
+const KEPT_MARK: &str = "|kept";
+
+/// The user's venues as the remote reported them, and whether they changed since the last
+/// complete pull.
+struct MembershipChange {
+    /// Sorted venue ids as JSON text (what the store keeps).
+    snapshot: String,
+    changed: bool,
+    /// The stored snapshot carries [`KEPT_MARK`] for this same set.
+    kept_before: bool,
+}
+
+/// Tables whose rows a user sees through venue membership: the venues, rows in a venue, and
+/// their descendants.
+fn venue_scoped_tables(specs: &[luma_model::TableSpec]) -> Vec<String> {
+    let roots: Vec<String> = specs
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.scope,
+                luma_model::Scope::Venue | luma_model::Scope::InVenue { .. }
+            )
+        })
+        .map(|s| s.name.to_string())
+        .collect();
+    let mut out = roots.clone();
+    out.extend(descendants(specs, &roots));
+    out
+}
+
 fn descendants(specs: &[luma_model::TableSpec], roots: &[String]) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     for s in specs {

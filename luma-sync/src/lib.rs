@@ -70,8 +70,8 @@ pub use local::Local;
 pub use memory::{Call, Fault, FaultConfig, MemoryRemote, RemoteStats};
 pub use postgres::{AdminError, PostgresAdmin, PostgresRemote};
 pub use remote::{
-    Change, ChangeOutcome, Outcome, PatternBundle, PatternSummary, PullPage, PullRequest,
-    RejectCode, Remote, RemoteRow, SearchPage, SearchRequest, Watermark,
+    Change, ChangeOutcome, Membership, Outcome, PatternBundle, PatternSummary, PullPage,
+    PullRequest, RejectCode, Remote, RemoteRow, SearchPage, SearchRequest, Watermark,
 };
 pub use status::{FileStatusFeed, FileTransfers, Phase, Progress, SyncStatus, TablesChanged};
 pub use token::{AccessToken, StaticToken, TokenProvider};

@@ -9,6 +9,10 @@ use tokio::sync::watch;
 use crate::error::Result;
 use crate::remote::RemoteRow;
 
+/// The name under which the store keeps the venue-membership snapshot among its pull cursors
+/// (no table is named so: table names are SQL identifiers).
+const MEMBERSHIPS_CURSOR: &str = "~memberships";
+
 /// What the engine asks of a local replica.
 ///
 /// Contract:
@@ -50,6 +54,11 @@ pub trait Local: Send + Sync + 'static {
     async fn cursor(&self, user: UserId, table: &str) -> Result<Option<String>>;
     /// Forgets `user`'s cursors of `tables`.
     async fn reset_cursors(&self, user: UserId, tables: &[&str]) -> Result<()>;
+    /// The user's venue set recorded after the last complete pull (opaque text; `None`:
+    /// never recorded).
+    async fn membership_snapshot(&self, user: UserId) -> Result<Option<String>>;
+    /// Records the user's venue set after a complete pull.
+    async fn set_membership_snapshot(&self, user: UserId, snapshot: &str) -> Result<()>;
     /// Applies one pulled page and advances the cursor, in one transaction.
     async fn apply_page(
         &self,
@@ -60,9 +69,16 @@ pub trait Local: Send + Sync + 'static {
     ) -> Result<ApplyReport>;
     /// Removes discarded rows a complete pull did not restore.
     async fn purge_discarded(&self) -> Result<ApplyReport>;
-    /// After a full re-pull of `table`: removes rows without pending ops whose key the pull
-    /// did not return, with their children, in one transaction.
-    async fn remove_unreturned(&self, table: &str, keep: &[RecordKey]) -> Result<ApplyReport>;
+    /// After a full re-pull of `table`: removes rows whose key the pull did not return, with
+    /// their children, in one transaction; rows with pending ops stay, and so do rows a
+    /// remaining child references (a child with a pending op, or any child in a table of
+    /// `repulled`, the tables re-pulled in the same cycle, cleaned children first).
+    async fn remove_unreturned(
+        &self,
+        table: &str,
+        keep: &[RecordKey],
+        repulled: &[&str],
+    ) -> Result<ApplyReport>;
     /// Ops that failed at least once (rejected or waiting for a retry).
     async fn pending_errors(&self) -> Result<Vec<PendingOp>>;
     /// Makes an op due now again.
@@ -114,6 +130,14 @@ impl Local for Store {
         self.reset_sync_cursors(Some(user), tables).await?;
         Ok(())
     }
+    async fn membership_snapshot(&self, user: UserId) -> Result<Option<String>> {
+        Ok(self.sync_cursor(user, MEMBERSHIPS_CURSOR).await?)
+    }
+    async fn set_membership_snapshot(&self, user: UserId, snapshot: &str) -> Result<()> {
+        Ok(self
+            .set_sync_cursor(user, MEMBERSHIPS_CURSOR, snapshot)
+            .await?)
+    }
     async fn apply_page(
         &self,
         user: UserId,
@@ -126,8 +150,13 @@ impl Local for Store {
     async fn purge_discarded(&self) -> Result<ApplyReport> {
         Ok(Store::purge_discarded(self).await?)
     }
-    async fn remove_unreturned(&self, table: &str, keep: &[RecordKey]) -> Result<ApplyReport> {
-        Ok(Store::remove_unreturned(self, table, keep).await?)
+    async fn remove_unreturned(
+        &self,
+        table: &str,
+        keep: &[RecordKey],
+        repulled: &[&str],
+    ) -> Result<ApplyReport> {
+        Ok(Store::remove_unreturned(self, table, keep, repulled).await?)
     }
     async fn pending_errors(&self) -> Result<Vec<PendingOp>> {
         Ok(self.outbox().errors().await?)

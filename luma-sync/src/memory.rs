@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use crate::error::{Result, SyncError};
 use crate::remote::{
-    Change, ChangeOutcome, Outcome, PatternBundle, PatternSummary, PullPage, PullRequest,
-    RejectCode, Remote, RemoteRow, SearchPage, SearchRequest, Watermark,
+    Change, ChangeOutcome, Membership, Outcome, PatternBundle, PatternSummary, PullPage,
+    PullRequest, RejectCode, Remote, RemoteRow, SearchPage, SearchRequest, Watermark,
 };
 use crate::token::AccessToken;
 
@@ -34,6 +34,8 @@ pub enum Call {
     Search,
     /// [`Remote::fetch_pattern`].
     Fetch,
+    /// [`Remote::memberships`].
+    Memberships,
 }
 
 /// One injected fault.
@@ -124,6 +126,9 @@ struct Version {
     deleted: bool,
     /// The row (for a tombstone: the last live row, kept to decide who sees the tombstone).
     row: Row,
+    /// For a delete of a key that never had a row here: the user who deleted it. Such a
+    /// tombstone counts for that user only (as the cloud SQL's `luma.key_tombstones`).
+    phantom_of: Option<UserId>,
 }
 
 #[derive(Debug, Default)]
@@ -527,6 +532,35 @@ impl State {
         self.specs.iter().find(|s| s.name == table).copied()
     }
 
+    /// The venues `user` owns (live) or is a member of, ordered by venue id.
+    fn memberships(&self, user: UserId) -> Vec<Membership> {
+        let me = user.to_string();
+        let mut out: Vec<Membership> = Vec::new();
+        if let Some(t) = self.tables.get("venues") {
+            for (key, versions) in &t.entries {
+                if versions
+                    .last()
+                    .is_some_and(|v| !v.deleted && text(v.row.get("uid")).as_deref() == Some(&me))
+                {
+                    out.push(Membership {
+                        venue_id: key.clone(),
+                        role: "owner".into(),
+                    });
+                }
+            }
+        }
+        for (venue, users) in &self.members {
+            if users.contains(&user) && !out.iter().any(|m| &m.venue_id == venue) {
+                out.push(Membership {
+                    venue_id: venue.clone(),
+                    role: "member".into(),
+                });
+            }
+        }
+        out.sort();
+        out
+    }
+
     fn latest(&self, table: &str, key: &str) -> Option<&Version> {
         self.tables.get(table).and_then(|t| t.latest(key))
     }
@@ -589,6 +623,7 @@ impl State {
             hlc,
             deleted,
             row,
+            phantom_of: None,
         });
         t.changes.insert(seq, key.to_string());
         self.stats.writes += 1;
@@ -651,7 +686,10 @@ impl State {
         let Some(spec) = self.spec(&c.table).filter(|s| s.is_synced()) else {
             return reject(RejectCode::Invalid, "unknown table");
         };
-        let existing = self.latest(&c.table, c.key.as_str()).cloned();
+        let existing = self
+            .latest(&c.table, c.key.as_str())
+            .filter(|e| e.phantom_of.is_none_or(|u| u == user))
+            .cloned();
         let is_delete = c.op == OpKind::Delete;
         if let Some(e) = &existing {
             // A stamp identifies one write: the same stamp is a resend, whatever its op (as
@@ -680,8 +718,20 @@ impl State {
             }
         }
         if is_delete {
+            let phantom = match &existing {
+                None => Some(user),
+                Some(e) => e.phantom_of,
+            };
             let row = existing.map(|e| e.row).unwrap_or_default();
             self.record(&c.table, c.key.as_str(), c.hlc, true, row);
+            if let Some(v) = self
+                .tables
+                .get_mut(&c.table)
+                .and_then(|t| t.entries.get_mut(c.key.as_str()))
+                .and_then(|v| v.last_mut())
+            {
+                v.phantom_of = phantom;
+            }
             self.cascade(&c.table, c.key.as_str(), c.hlc, 0);
             return Outcome::Applied;
         }
@@ -827,6 +877,13 @@ impl Remote for MemoryRemote {
     async fn watermark(&self, token: &AccessToken) -> Result<Watermark> {
         self.call(Call::Watermark, token, |s, _, _| {
             Ok(Watermark(s.seq.to_string()))
+        })
+        .await
+    }
+
+    async fn memberships(&self, token: &AccessToken) -> Result<Vec<Membership>> {
+        self.call(Call::Memberships, token, |s, user, _| {
+            Ok(s.memberships(user))
         })
         .await
     }

@@ -33,8 +33,8 @@ use thiserror::Error;
 use crate::cloud::CloudError;
 use crate::error::{Result, SyncError};
 use crate::remote::{
-    Change, ChangeOutcome, PatternBundle, PullPage, PullRequest, Remote, SearchPage, SearchRequest,
-    Watermark,
+    Change, ChangeOutcome, Membership, PatternBundle, PullPage, PullRequest, Remote, SearchPage,
+    SearchRequest, Watermark,
 };
 use crate::token::AccessToken;
 
@@ -198,12 +198,6 @@ impl PostgresRemote {
             .await?;
         Ok(out.get("left").and_then(Value::as_bool).unwrap_or(false))
     }
-
-    /// The venues the user owns or belongs to, as `luma_memberships()` answers them.
-    pub async fn memberships(&self, token: &AccessToken) -> Result<Value> {
-        self.call_json(token, "SELECT luma_memberships()", |q| q)
-            .await
-    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Result<T> {
@@ -284,6 +278,13 @@ impl Remote for PostgresRemote {
             return Ok(None);
         }
         parse("luma_fetch_pattern", out).map(Some)
+    }
+
+    async fn memberships(&self, token: &AccessToken) -> Result<Vec<Membership>> {
+        let out = self
+            .call_json(token, "SELECT luma_memberships()", |q| q)
+            .await?;
+        parse("luma_memberships", out)
     }
 
     async fn watermark(&self, token: &AccessToken) -> Result<Watermark> {

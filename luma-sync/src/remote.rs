@@ -89,6 +89,15 @@ pub struct ChangeOutcome {
     pub outcome: Outcome,
 }
 
+/// One venue the signed-in user can see: owned or joined (`luma_memberships()`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Membership {
+    /// The venue's id.
+    pub venue_id: String,
+    /// The user's role as the server names it (`"owner"`, `"member"`, `"editor"`).
+    pub role: String,
+}
+
 /// The upper bound of one pull cycle (opaque text from [`Remote::watermark`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -256,6 +265,24 @@ pub trait Remote: Send + Sync + 'static {
             operation: "fetch_pattern",
         })
     }
+
+    /// The venues the user owns or belongs to (`luma_memberships()`), ordered by venue id.
+    ///
+    /// The engine compares the set between pull cycles: when it changes (the user joined or
+    /// left a venue, or was removed from one), the venue-scoped tables are pulled again from
+    /// the start, so the rows of a joined venue arrive even though they are older than the
+    /// device's cursors, and the rows of a venue the user can no longer see are removed
+    /// locally (rows with unpushed edits stay, and those edits are reported when the server
+    /// refuses them).
+    ///
+    /// The default answers [`SyncError::Unsupported`]; the engine then does not track
+    /// memberships (a new device still receives everything it may see).
+    async fn memberships(&self, token: &AccessToken) -> Result<Vec<Membership>> {
+        let _ = token;
+        Err(SyncError::Unsupported {
+            operation: "memberships",
+        })
+    }
 }
 
 #[async_trait]
@@ -282,5 +309,8 @@ impl<R: Remote> Remote for std::sync::Arc<R> {
         pattern: PatternId,
     ) -> Result<Option<PatternBundle>> {
         (**self).fetch_pattern(token, pattern).await
+    }
+    async fn memberships(&self, token: &AccessToken) -> Result<Vec<Membership>> {
+        (**self).memberships(token).await
     }
 }

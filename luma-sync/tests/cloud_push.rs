@@ -499,3 +499,93 @@ async fn large_runs_take_the_set_based_path_with_the_same_outcomes() {
     );
     db.drop().await;
 }
+
+/// A delete of a key the server has not got yet, pushed while another device's first insert of
+/// that key is still uncommitted, waits for it and then tombstones the row (the newer delete
+/// wins); and an older insert arriving after a kept delete is superseded. Upsert batches of
+/// one user do not wait for each other.
+#[tokio::test]
+async fn a_kept_delete_and_a_concurrent_first_insert_do_not_pass_each_other() {
+    let db = TestDb::new().await;
+    let a = Uuid::new_v4();
+    let v = Uuid::new_v4();
+    let vk = v.to_string();
+    // Device 1 inserts the venue (older stamp) and does not commit yet.
+    let mut t1 = user_tx(&db.pool, a).await;
+    let out = push_in(
+        &mut t1,
+        json!([upsert(
+            "venues",
+            &vk,
+            &hlc(1_000, 0),
+            venue_row(v, a, "Club", None)
+        )]),
+    )
+    .await;
+    assert_eq!(outcome(&out[0]), "applied");
+    // Another upsert batch of the same user is not held up by it.
+    let w = Uuid::new_v4();
+    let other = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        push(
+            &db.pool,
+            a,
+            json!([upsert(
+                "venues",
+                &w.to_string(),
+                &hlc(1_000, 0),
+                venue_row(w, a, "Bar", None)
+            )]),
+        ),
+    )
+    .await
+    .expect("upsert batches of one user run concurrently");
+    assert_eq!(outcome(&other[0]), "applied");
+    // Device 2 deletes the key (newer stamp): it must wait for device 1.
+    let pool = db.pool.clone();
+    let key = vk.clone();
+    let deleter = tokio::spawn(async move {
+        push(&pool, a, json!([delete("venues", &key, &hlc(2_000, 0))])).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !deleter.is_finished(),
+        "the delete waited for the open insert"
+    );
+    t1.commit().await.unwrap();
+    let out = deleter.await.unwrap();
+    assert_eq!(outcome(&out[0]), "applied");
+    let (hlc_now, deleted): (String, bool) =
+        sqlx::query_as("SELECT hlc, deleted_at IS NOT NULL FROM public.venues WHERE id = $1")
+            .bind(v)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((hlc_now.as_str(), deleted), (hlc(2_000, 0).as_str(), true));
+
+    // Kept delete first, older insert later: superseded, nothing written.
+    let x = Uuid::new_v4();
+    let xk = x.to_string();
+    let out = push(&db.pool, a, json!([delete("venues", &xk, &hlc(5_000, 0))])).await;
+    assert_eq!(outcome(&out[0]), "applied");
+    let out = push(
+        &db.pool,
+        a,
+        json!([upsert(
+            "venues",
+            &xk,
+            &hlc(4_000, 0),
+            venue_row(x, a, "Late", None)
+        )]),
+    )
+    .await;
+    assert_eq!(outcome(&out[0]), "superseded", "{}", out[0]);
+    assert_eq!(out[0]["deleted"], json!(true));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM public.venues WHERE id = $1")
+        .bind(x)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    db.drop().await;
+}

@@ -515,3 +515,93 @@ async fn venue_members_share_a_venue_and_a_forbidden_delete_is_restored_by_disca
     assert_eq!(local_state(a.local()).await, local_state(b.local()).await);
     assert_same_as_remote(&a).await;
 }
+
+/// A device that pulled already (its cursors are past the venue's rows) receives a venue's
+/// older rows when its user joins, and loses them when the user is removed, except a row with
+/// an unpushed edit (and its parent), whose op is then reported as refused, not dropped.
+#[tokio::test]
+async fn joining_backfills_older_rows_and_removal_clears_them_keeping_unpushed_edits() {
+    let remote = luma_sync::MemoryRemote::new();
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let a = device(&remote, alice).await;
+    let b = device(&remote, bob).await;
+    let own = Venue::new("Bob's bar");
+    b.local().venues().create(&own).await.unwrap();
+    let shared = Venue::new("Alice's club");
+    a.local().venues().create(&shared).await.unwrap();
+    let (f1, f2) = (
+        Fixture::new(shared.id, 1, 1, 4),
+        Fixture::new(shared.id, 1, 5, 4),
+    );
+    a.local().fixtures().create(&f1).await.unwrap();
+    a.local().fixtures().create(&f2).await.unwrap();
+    let group = luma_model::FixtureGroup::new(shared.id, "Front");
+    a.local().fixture_groups().create(&group).await.unwrap();
+    let member = luma_model::FixtureGroupMember {
+        fixture_id: f1.id,
+        group_id: group.id,
+        display_order: 0,
+    };
+    a.local().group_members().create(&member).await.unwrap();
+    a.sync_now().await.unwrap();
+    b.sync_now().await.unwrap();
+    b.sync_now().await.unwrap();
+    assert_eq!(b.local().venues().count().await.unwrap(), 1, "only his own");
+
+    remote.add_member(shared.id, bob);
+    b.sync_now().await.unwrap();
+    assert!(b.local().venues().find(shared.id).await.unwrap().is_some());
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 2);
+    assert_eq!(b.local().fixture_groups().count().await.unwrap(), 1);
+    assert_eq!(b.local().group_members().count().await.unwrap(), 1);
+    assert_eq!(
+        local_state(a.local()).await["fixtures"],
+        local_state(b.local()).await["fixtures"]
+    );
+
+    // Bob edits f2 offline; meanwhile Alice removes him from the venue.
+    let mut edited = b.local().fixtures().get(f2.id).await.unwrap();
+    edited.label = Some("bob's unpushed edit".into());
+    b.local().fixtures().update(&edited).await.unwrap();
+    remote.remove_member(shared.id, bob);
+    b.pull().await.unwrap();
+    assert!(b.local().fixtures().find(f1.id).await.unwrap().is_none());
+    assert_eq!(b.local().fixture_groups().count().await.unwrap(), 0);
+    assert_eq!(b.local().group_members().count().await.unwrap(), 0);
+    let kept = b.local().fixtures().get(f2.id).await.unwrap();
+    assert_eq!(kept.label.as_deref(), Some("bob's unpushed edit"));
+    assert!(
+        b.local().venues().find(shared.id).await.unwrap().is_some(),
+        "the parent of a kept row stays"
+    );
+    assert!(b.local().venues().find(own.id).await.unwrap().is_some());
+    assert_eq!(
+        b.local().outbox().all().await.unwrap().len(),
+        1,
+        "the edit's op is kept"
+    );
+
+    // Pushing it is refused: listed with the reason, and discarding it removes the rest.
+    let r = b.sync_now().await.unwrap();
+    assert_eq!(r.push.rejected, 1, "{r:?}");
+    let errors = b.pending_errors().await.unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].table, "fixtures");
+    assert!(errors[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .starts_with("forbidden"));
+    b.discard(errors[0].id).await.unwrap();
+    b.sync_now().await.unwrap();
+    b.sync_now().await.unwrap();
+    assert!(b.local().fixtures().find(f2.id).await.unwrap().is_none());
+    assert!(b.local().venues().find(shared.id).await.unwrap().is_none());
+    assert!(b.local().venues().find(own.id).await.unwrap().is_some());
+    let state = local_state(b.local()).await;
+    let left: usize = state.values().map(|rows| rows.len()).sum();
+    assert_eq!(left, 1, "only Bob's own venue is left: {state:?}");
+    a.sync_now().await.unwrap();
+    let server = remote_state(&remote, a.local());
+    assert_eq!(local_state(a.local()).await["fixtures"], server["fixtures"]);
+}

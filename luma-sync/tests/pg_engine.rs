@@ -347,3 +347,81 @@ async fn a_signed_out_session_leads_to_one_refresh_and_joining_a_venue_shows_its
     );
     h.drop().await;
 }
+
+/// On the real server: a device that already pulled receives a venue's older rows after its
+/// user joins by share code, and loses them after leaving, except a row with an unpushed
+/// edit, whose op is then refused and listed (not dropped).
+#[tokio::test]
+async fn joining_backfills_an_existing_device_and_leaving_clears_it_keeping_unpushed_edits() {
+    let h = PgHarness::new().await;
+    let remote = Scripted::new(h.remote.clone());
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let a = device(&h, &remote, alice).await;
+    let b = device(&h, &remote, bob).await;
+    let mut venue = Venue::new("Shared");
+    venue.share_code = Some("BACKFIL1".into());
+    a.local().venues().create(&venue).await.unwrap();
+    let (f1, f2) = (
+        Fixture::new(venue.id, 1, 1, 4),
+        Fixture::new(venue.id, 1, 9, 4),
+    );
+    a.local().fixtures().create(&f1).await.unwrap();
+    a.local().fixtures().create(&f2).await.unwrap();
+    a.sync_now().await.unwrap();
+    // Bob's device pulls after Alice's rows exist: its cursors move past them.
+    let own = Venue::new("Bob's bar");
+    b.local().venues().create(&own).await.unwrap();
+    wait(&h).await;
+    b.sync_now().await.unwrap();
+    wait(&h).await;
+    b.sync_now().await.unwrap();
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 0);
+
+    let tb = h.remote.sign_in(bob);
+    h.remote.join_venue(&tb, "BACKFIL1").await.unwrap();
+    wait(&h).await;
+    b.sync_now().await.unwrap();
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 2, "backfilled");
+    assert!(b.local().venues().find(venue.id).await.unwrap().is_some());
+
+    let mut edited = b.local().fixtures().get(f2.id).await.unwrap();
+    edited.label = Some("unpushed".into());
+    b.local().fixtures().update(&edited).await.unwrap();
+    assert!(h
+        .remote
+        .leave_venue(&tb, &venue.id.to_string())
+        .await
+        .unwrap());
+    wait(&h).await;
+    b.pull().await.unwrap();
+    assert!(b.local().fixtures().find(f1.id).await.unwrap().is_none());
+    assert_eq!(
+        b.local()
+            .fixtures()
+            .get(f2.id)
+            .await
+            .unwrap()
+            .label
+            .as_deref(),
+        Some("unpushed")
+    );
+    let r = b.sync_now().await.unwrap();
+    assert_eq!(r.push.rejected, 1, "{r:?}");
+    let errors = b.pending_errors().await.unwrap();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .starts_with("forbidden"));
+    b.discard(errors[0].id).await.unwrap();
+    wait(&h).await;
+    b.sync_now().await.unwrap();
+    wait(&h).await;
+    b.sync_now().await.unwrap();
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 0);
+    assert!(b.local().venues().find(venue.id).await.unwrap().is_none());
+    assert!(b.local().venues().find(own.id).await.unwrap().is_some());
+    assert_same_as_server(&h, &b, bob).await;
+    h.drop().await;
+}

@@ -183,6 +183,12 @@ impl luma_sync::Remote for Scripted {
     async fn watermark(&self, token: &AccessToken) -> luma_sync::Result<Watermark> {
         self.inner.watermark(token).await
     }
+    async fn memberships(
+        &self,
+        token: &AccessToken,
+    ) -> luma_sync::Result<Vec<luma_sync::Membership>> {
+        self.inner.memberships(token).await
+    }
 }
 
 /// What `user` sees on the server: table -> key -> (hlc, row) of live rows.
