@@ -359,7 +359,7 @@ impl<L: Local, R: Remote> Core<L, R> {
         match call(token.clone()).await {
             Err(e) if e.is_unauthorized() => {
                 tracing::info!("token refused, refreshing once");
-                let fresh = self.tokens.refresh().await?;
+                let fresh = self.tokens.refresh_after(token).await?;
                 *token = fresh;
                 call(token.clone()).await
             }
