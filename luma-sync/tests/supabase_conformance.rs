@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use luma_model::{UserId, Venue};
-use luma_store::Store;
+use luma_store::{ExposeSecret, Store};
 use luma_sync::conformance::{check_all, Capabilities, Harness};
 use luma_sync::supabase::{SupabaseConfig, SupabaseRemote};
 use luma_sync::{
@@ -180,6 +180,95 @@ async fn engine_syncs_through_http_and_errors_keep_their_class() {
         let forged = AccessToken::new(user, "forged");
         let e = h.remote.watermark(&forged).await.unwrap_err();
         assert!(e.is_unauthorized(), "{e:?}");
+    }
+    .await;
+    h.drop().await;
+    result
+}
+
+/// The whole chain an app runs: sign in through GoTrue (wiremock), the engine syncs through
+/// the PostgREST stand-in on PostgreSQL; the first access token is refused (401 PGRST301), so
+/// the engine refreshes once through the session and carries on with the new token.
+#[tokio::test]
+async fn session_and_engine_sync_through_gotrue_and_postgrest_stand_ins() {
+    use luma_store::{SecretString, StateStore};
+    use luma_sync::supabase::SupabaseSession;
+    use wiremock::matchers::{body_json, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let h = SupabaseHarness::new().await;
+    let result = async {
+        let gotrue = MockServer::start().await;
+        let user = UserId::new();
+        let answer = |access: &str, refresh: &str| {
+            serde_json::json!({
+                "access_token": access, "token_type": "bearer", "expires_in": 3600,
+                "expires_at": chrono::Utc::now().timestamp() + 3600, "refresh_token": refresh,
+                "user": {"id": user.to_string(), "aud": "authenticated"}
+            })
+        };
+        Mock::given(method("POST"))
+            .and(path("/auth/v1/token"))
+            .and(query_param("grant_type", "password"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(answer("not-a-valid-jwt", "rt-1")),
+            )
+            .expect(1)
+            .mount(&gotrue)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/auth/v1/token"))
+            .and(query_param("grant_type", "refresh_token"))
+            .and(body_json(serde_json::json!({"refresh_token": "rt-1"})))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(answer(&token_for(user), "rt-2")),
+            )
+            .expect(1)
+            .mount(&gotrue)
+            .await;
+        // GoTrue and PostgREST live on one origin on Supabase; here two servers, so the
+        // session gets its own config.
+        let state = StateStore::open_in_memory().await.unwrap();
+        let session = Arc::new(
+            SupabaseSession::open(SupabaseConfig::new(gotrue.uri(), ANON_KEY), state.clone())
+                .await
+                .unwrap(),
+        );
+        session
+            .sign_in("a@example.com", &SecretString::from("pw"))
+            .await
+            .unwrap();
+        let store = Store::open_in_memory().await.unwrap();
+        store.set_current_user(Some(user)).await.unwrap();
+        let engine = SyncEngine::new(
+            store,
+            h.remote.clone(),
+            session.clone(),
+            SyncConfig::default(),
+        );
+        let venue = Venue::new("Through the session");
+        engine.local().venues().create(&venue).await.unwrap();
+        let report = engine.sync_now().await.unwrap();
+        assert_eq!(report.push.applied, 1, "{report:?}");
+        assert_eq!(engine.local().outbox().pending_count().await.unwrap(), 0);
+        assert_eq!(
+            state
+                .load()
+                .await
+                .unwrap()
+                .unwrap()
+                .refresh_token
+                .expose_secret(),
+            "rt-2"
+        );
+        // The venue is on the server for this user.
+        let m = h
+            .remote
+            .memberships(&AccessToken::new(user, token_for(user)))
+            .await
+            .unwrap();
+        assert_eq!(m[0]["venue_id"], venue.id.to_string(), "{m}");
+        gotrue.verify().await;
     }
     .await;
     h.drop().await;

@@ -289,9 +289,11 @@ async fn fifty_concurrent_401s_cause_one_refresh_and_the_new_token_is_saved_befo
     );
     let mut tasks = Vec::new();
     for _ in 0..50 {
+        // Every caller holds the old token before any request: all 50 see a 401.
+        let t = session.token().await.unwrap();
+        assert_eq!(t.secret(), "at-old");
         let (remote, session) = (remote.clone(), session.clone());
         tasks.push(tokio::spawn(async move {
-            let t = session.token().await.unwrap();
             let e = remote.watermark(&t).await.unwrap_err();
             assert!(e.is_unauthorized(), "{e:?}");
             let fresh = session.refresh_after(&t).await.unwrap();
