@@ -59,6 +59,12 @@ pub enum AuthError {
         /// The failure.
         source: HttpError,
     },
+    /// The configuration is unusable (a project URL that does not parse).
+    #[error("invalid Supabase configuration: {source}")]
+    Config {
+        /// What was wrong.
+        source: HttpError,
+    },
     /// `state.db` failed.
     #[error("state.db: {source}")]
     Store {
@@ -93,11 +99,11 @@ impl From<AuthError> for SyncError {
                 message: e.to_string(),
             },
             AuthError::Store { source } => SyncError::Store { source },
-            AuthError::InvalidCredentials { .. } | AuthError::Rejected { .. } => {
-                SyncError::Permanent {
-                    message: e.to_string(),
-                }
-            }
+            AuthError::InvalidCredentials { .. }
+            | AuthError::Rejected { .. }
+            | AuthError::Config { .. } => SyncError::Permanent {
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -206,7 +212,7 @@ impl SupabaseSession {
     /// The session of the project in `config`, loaded from `state` (signed out if it holds
     /// none).
     pub async fn open(config: SupabaseConfig, state: StateStore) -> Result<Self, AuthError> {
-        let api = Api::new(config).map_err(|source| AuthError::Protocol { source })?;
+        let api = Api::new(config).map_err(|source| AuthError::Config { source })?;
         Self::with_api(api, state).await
     }
 
