@@ -66,10 +66,10 @@ impl<R: Remote> SyncEngine<Store, R> {
         Fut: std::future::Future<Output = Result<T>>,
     {
         let token = self.tokens().token().await?;
-        match call(token).await {
+        match call(token.clone()).await {
             Err(e) if e.is_unauthorized() => {
                 tracing::info!("token refused, refreshing once");
-                let fresh = self.tokens().refresh().await?;
+                let fresh = self.tokens().refresh_after(&token).await?;
                 call(fresh).await
             }
             other => other,

@@ -359,7 +359,7 @@ impl<L: Local, R: Remote> Core<L, R> {
         match call(token.clone()).await {
             Err(e) if e.is_unauthorized() => {
                 tracing::info!("token refused, refreshing once");
-                let fresh = self.tokens.refresh().await?;
+                let fresh = self.tokens.refresh_after(token).await?;
                 *token = fresh;
                 call(token.clone()).await
             }
@@ -555,6 +555,11 @@ impl<L: Local, R: Remote> Core<L, R> {
         {
             Ok(list) => list,
             Err(SyncError::Unsupported { .. }) => return Ok(None),
+            // A server without the function (an older cloud schema) must not stop the pull.
+            Err(SyncError::Permanent { message }) => {
+                tracing::warn!(%message, "the remote refused memberships: not tracking them");
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         };
         let mut venues: Vec<&str> = list.iter().map(|m| m.venue_id.as_str()).collect();

@@ -47,6 +47,13 @@ pub enum SyncError {
     /// No user is signed in: nothing can be pushed or pulled.
     #[error("no user is signed in")]
     NotSignedIn,
+    /// The auth server ended the session (its refresh token was refused: revoked, reused or
+    /// expired). The session is forgotten; the user must sign in again. Not retried.
+    #[error("signed out by the server: {message}")]
+    SignedOut {
+        /// The auth server's answer.
+        message: String,
+    },
     /// The engine was shut down.
     #[error("the sync engine is shut down")]
     ShutDown,

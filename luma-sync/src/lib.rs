@@ -13,6 +13,9 @@
 //!
 //! - [`PostgresRemote`] runs the cloud functions on a PostgreSQL pool as a signed-in user
 //!   (as PostgREST does); [`PostgresAdmin`] is the separate service-role handle.
+//! - `supabase` (feature `supabase`, on by default): `SupabaseRemote` calls the same
+//!   functions through PostgREST over HTTP, and `SupabaseSession` is the Supabase Auth session
+//!   (kept in `state.db`) that hands the engine its tokens.
 //! - [`cloud`] embeds the server schema (`luma-sync/cloud/migrations`) that a plain PostgreSQL
 //!   or a Supabase project runs: synced tables, row-level security and the `luma_*` functions.
 //!
@@ -59,7 +62,10 @@ mod local;
 pub mod memory;
 pub mod postgres;
 mod remote;
+mod sqlstate;
 mod status;
+#[cfg(feature = "supabase")]
+pub mod supabase;
 mod token;
 
 pub use community::import_bundle;
@@ -74,6 +80,8 @@ pub use remote::{
     PullRequest, RejectCode, Remote, RemoteRow, SearchPage, SearchRequest, Watermark,
 };
 pub use status::{FileStatusFeed, FileTransfers, Phase, Progress, SyncStatus, TablesChanged};
+#[cfg(feature = "supabase")]
+pub use supabase::{SupabaseConfig, SupabaseRemote, SupabaseSession};
 pub use token::{AccessToken, StaticToken, TokenProvider};
 
 /// The README's examples, compiled as doctests.

@@ -36,6 +36,7 @@ use crate::remote::{
     Change, ChangeOutcome, Membership, PatternBundle, PullPage, PullRequest, Remote, SearchPage,
     SearchRequest, Watermark,
 };
+use crate::sqlstate::classify_sqlstate;
 use crate::token::AccessToken;
 
 /// Maps a driver error to the engine's error families.
@@ -44,16 +45,7 @@ pub fn map_sqlx_error(e: sqlx::Error) -> SyncError {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             let message = format!("{} (SQLSTATE {code})", db.message());
-            match code.as_str() {
-                // serialization failure, deadlock, lock not available, query canceled
-                "40001" | "40P01" | "55P03" | "57014" => SyncError::Transient { message },
-                // admin shutdown, crash shutdown, cannot connect now, too many connections
-                c if c.starts_with("57P") || c.starts_with("08") || c.starts_with("53") => {
-                    SyncError::Transient { message }
-                }
-                "28000" | "28P01" => SyncError::Unauthorized { message },
-                _ => SyncError::Permanent { message },
-            }
+            classify_sqlstate(&code).into_error(message)
         }
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)

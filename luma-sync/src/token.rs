@@ -57,6 +57,15 @@ pub trait TokenProvider: Send + Sync + 'static {
     async fn token(&self) -> Result<Arc<AccessToken>>;
     /// A fresh token (after the remote refused the current one).
     async fn refresh(&self) -> Result<Arc<AccessToken>>;
+
+    /// A fresh token after the remote refused `refused`. A provider that already replaced
+    /// `refused` (another caller refreshed meanwhile) answers the current token without a new
+    /// refresh: many callers refused at once cause one refresh. The engine calls this; the
+    /// default calls [`TokenProvider::refresh`].
+    async fn refresh_after(&self, refused: &AccessToken) -> Result<Arc<AccessToken>> {
+        let _ = refused;
+        self.refresh().await
+    }
 }
 
 /// A provider that always hands out the same token (tests, service accounts).
