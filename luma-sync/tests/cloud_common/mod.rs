@@ -3,6 +3,9 @@
 //! `request.jwt.claims` transaction-locally).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../testdb/mod.rs"]
+mod testdb;
+
 use std::str::FromStr;
 
 use serde_json::{json, Value};
@@ -23,15 +26,7 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> Self {
-        let name = format!("luma_test_{}", Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&base_url())
-            .await
-            .expect("connect to the test server");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        admin.close().await.ok();
+        let name = testdb::create_database(&base_url()).await;
         let opts = PgConnectOptions::from_str(&base_url())
             .expect("database url")
             .database(&name);

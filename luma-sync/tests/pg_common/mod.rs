@@ -2,6 +2,9 @@
 //! conformance harness.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../testdb/mod.rs"]
+mod testdb;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -11,7 +14,6 @@ use luma_sync::conformance::{Capabilities, Harness};
 use luma_sync::{AccessToken, PostgresAdmin, PostgresRemote, Watermark};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
-use uuid::Uuid;
 
 pub fn base_url() -> String {
     std::env::var("LUMA_TEST_DATABASE_URL")
@@ -30,13 +32,7 @@ impl PgHarness {
     }
 
     pub async fn with_connections(n: u32) -> Self {
-        let name = format!("luma_test_{}", Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&base_url()).await.expect("connect");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        conn.close().await.ok();
+        let name = testdb::create_database(&base_url()).await;
         let opts = PgConnectOptions::from_str(&base_url())
             .expect("url")
             .database(&name);
