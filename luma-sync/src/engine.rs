@@ -753,7 +753,10 @@ impl<L: Local, R: Remote> Core<L, R> {
         let settle: Vec<Settlement> = rows
             .iter()
             .map(|r| {
-                let delay = self.backoff(r.op.attempts.saturating_add(1));
+                // At least as long as the server asked for (`Retry-After`).
+                let delay = self
+                    .backoff(r.op.attempts.saturating_add(1))
+                    .max(error.retry_after().unwrap_or_default());
                 Settlement::Retry {
                     id: r.op.id,
                     table: r.op.table.clone(),
@@ -794,6 +797,7 @@ impl<L: Local, R: Remote> Core<L, R> {
                         pull_failures = pull_failures.saturating_add(1);
                         let wait = if e.is_retryable() {
                             self.backoff(pull_failures)
+                                .max(e.retry_after().unwrap_or_default())
                         } else {
                             self.config.pull_interval
                         };

@@ -16,6 +16,9 @@ pub enum SyncError {
     Transient {
         /// What happened.
         message: String,
+        /// How long the server asked the client to wait (HTTP `Retry-After`), if it did: the
+        /// engine waits at least this long before the next attempt.
+        retry_after: Option<std::time::Duration>,
     },
     /// The remote refused the credentials (HTTP 401: expired or revoked token).
     #[error("the remote refused the credentials: {message}")]
@@ -94,6 +97,15 @@ impl SyncError {
     pub fn transient(message: impl Into<String>) -> Self {
         SyncError::Transient {
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The wait the server asked for (`Retry-After` of a transient failure), if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            SyncError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }

@@ -51,9 +51,7 @@ pub fn map_sqlx_error(e: sqlx::Error) -> SyncError {
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => SyncError::Transient {
-            message: e.to_string(),
-        },
+        | sqlx::Error::WorkerCrashed => SyncError::transient(e.to_string()),
         sqlx::Error::Protocol(_)
         | sqlx::Error::Decode(_)
         | sqlx::Error::ColumnDecode { .. }

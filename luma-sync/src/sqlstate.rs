@@ -45,7 +45,10 @@ impl SqlStateClass {
     /// The engine's error for this family, with `message`.
     pub(crate) fn into_error(self, message: String) -> SyncError {
         match self {
-            SqlStateClass::Transient => SyncError::Transient { message },
+            SqlStateClass::Transient => SyncError::Transient {
+                message,
+                retry_after: None,
+            },
             SqlStateClass::Unauthorized => SyncError::Unauthorized { message },
             SqlStateClass::Forbidden
             | SqlStateClass::Conflict

@@ -463,6 +463,61 @@ async fn a_retry_after_beyond_the_limit_ends_the_request_as_transient() {
     let e = remote(&server).watermark(&token()).await.unwrap_err();
     assert!(e.is_retryable(), "{e:?}");
     assert!(start.elapsed() < Duration::from_secs(1));
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(3600)), "{e:?}");
+}
+
+/// The engine waits at least as long as the server's `Retry-After` before resending an op.
+#[tokio::test]
+async fn the_engine_schedules_a_resend_no_sooner_than_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/rest/v1/rpc/luma_watermark"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!("1")))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/rest/v1/rpc/luma_pull"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"rows": [], "cursor": null, "has_more": false, "resync_required": false}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/rest/v1/rpc/luma_push"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "600")
+                .set_body_json(json!({"message": "slow down"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let t = token();
+    let store = Store::open_in_memory().await.unwrap();
+    store.set_current_user(Some(t.user())).await.unwrap();
+    let engine = SyncEngine::new(
+        store,
+        remote(&server),
+        Arc::new(StaticToken(Arc::new(t))),
+        SyncConfig::default(),
+    );
+    engine
+        .local()
+        .venues()
+        .create(&Venue::new("Stage"))
+        .await
+        .unwrap();
+    let before = chrono::Utc::now().timestamp_millis();
+    let e = engine.sync_now().await.unwrap_err();
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(600)), "{e:?}");
+    let ops = engine.local().outbox().all().await.unwrap();
+    assert_eq!(ops.len(), 1);
+    let due = ops[0].next_retry_ms.expect("a retry time");
+    assert!(
+        due >= before + 600_000,
+        "resend scheduled {} ms after the 429, not after Retry-After",
+        due - before
+    );
 }
 
 #[tokio::test]

@@ -257,7 +257,10 @@ impl From<HttpError> for SyncError {
         let message = e.to_string();
         match e.class() {
             ErrorClass::Unauthorized => SyncError::Unauthorized { message },
-            ErrorClass::Transient => SyncError::Transient { message },
+            ErrorClass::Transient => SyncError::Transient {
+                message,
+                retry_after: e.retry_after(),
+            },
             ErrorClass::Protocol => SyncError::Protocol { message },
             ErrorClass::Forbidden
             | ErrorClass::Conflict

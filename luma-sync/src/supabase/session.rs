@@ -92,9 +92,7 @@ impl From<AuthError> for SyncError {
             AuthError::SignedOut { .. } => SyncError::SignedOut {
                 message: e.to_string(),
             },
-            AuthError::Offline { .. } => SyncError::Transient {
-                message: e.to_string(),
-            },
+            AuthError::Offline { .. } => SyncError::transient(e.to_string()),
             AuthError::Protocol { .. } => SyncError::Protocol {
                 message: e.to_string(),
             },
