@@ -18,8 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use luma_model::{Fixture, Hlc, Record, Row, SiteId, UserId, Venue};
-use luma_store::schema::decode;
+use luma_model::{Fixture, Hlc, Record, SiteId, UserId, Venue};
 use luma_store::Store;
 use luma_sync::{
     PostgresAdmin, PostgresRemote, PullRequest, Remote, StaticToken, SyncConfig, SyncEngine,
@@ -28,6 +27,8 @@ use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use uuid::Uuid;
+
+mod common;
 
 const PAGE: usize = 1000;
 
@@ -182,22 +183,6 @@ async fn engine_pull(db: &Db, dir: &tempfile::TempDir, file: &str) -> Duration {
     t
 }
 
-fn raw_sql() -> String {
-    let spec = Fixture::SPEC;
-    let cols: Vec<_> = spec.synced_columns().collect();
-    format!(
-        "INSERT INTO fixtures ({}, hlc) SELECT {}, value ->> '$.hlc' FROM json_each(?1) WHERE true \
-         ON CONFLICT (id) DO UPDATE SET {}, hlc = excluded.hlc WHERE excluded.hlc > fixtures.hlc",
-        cols.iter().map(|c| format!("\"{}\"", c.name)).collect::<Vec<_>>().join(", "),
-        cols.iter().map(|c| decode("value", c.name, c.kind)).collect::<Vec<_>>().join(", "),
-        cols.iter()
-            .filter(|c| c.name != "id")
-            .map(|c| format!("\"{0}\" = excluded.\"{0}\"", c.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-}
-
 /// Fetches every fixture page through the remote, then times the raw json_each apply.
 async fn raw_apply(db: &Db, dir: &tempfile::TempDir, file: &str) -> Duration {
     let token = db.remote.sign_in(db.user);
@@ -218,16 +203,7 @@ async fn raw_apply(db: &Db, dir: &tempfile::TempDir, file: &str) -> Duration {
             )
             .await
             .unwrap();
-        let objs: Vec<Row> = page
-            .rows
-            .iter()
-            .map(|r| {
-                let mut row = r.row.clone().unwrap();
-                row.insert("hlc".into(), r.hlc.to_string().into());
-                row
-            })
-            .collect();
-        pages.push(serde_json::to_string(&objs).unwrap());
+        pages.push(serde_json::to_string(&common::raw_rows(&page.rows)).unwrap());
         cursor = page.cursor;
         if !page.has_more {
             break;
@@ -247,26 +223,7 @@ async fn raw_apply(db: &Db, dir: &tempfile::TempDir, file: &str) -> Duration {
         )
         .await
         .unwrap();
-    let sql = raw_sql();
-    let start = Instant::now();
-    for json in pages {
-        let mut tx = store.writer_pool().begin().await.unwrap();
-        sqlx::query("INSERT INTO sync_apply_guard (id) VALUES (1)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        sqlx::query(&sql)
-            .bind(json)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        sqlx::query("DELETE FROM sync_apply_guard")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-    }
-    let t = start.elapsed();
+    let t = common::raw_apply(&store, pages).await;
     store.close().await;
     t
 }

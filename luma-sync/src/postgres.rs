@@ -237,15 +237,20 @@ impl Remote for PostgresRemote {
 
     async fn pull(&self, token: &AccessToken, request: &PullRequest) -> Result<PullPage> {
         let limit = i32::try_from(request.limit).unwrap_or(i32::MAX);
-        let out = self
-            .call_json(token, "SELECT luma_pull($1, $2, $3, $4)", |q| {
-                q.bind(request.table.as_str())
-                    .bind(request.cursor.as_deref())
-                    .bind(limit)
-                    .bind(request.watermark.0.as_str())
-            })
-            .await?;
-        parse("luma_pull", out)
+        let mut tx = self.begin_as(token).await?;
+        // The page is decoded straight from the answer's JSON text into the wire types (no
+        // intermediate `Value` tree of the whole page).
+        let (page,): (sqlx::types::Json<PullPage>,) =
+            sqlx::query_as("SELECT luma_pull($1, $2, $3, $4)")
+                .bind(request.table.as_str())
+                .bind(request.cursor.as_deref())
+                .bind(limit)
+                .bind(request.watermark.0.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_sqlx_error)?;
+        tx.commit().await.map_err(map_sqlx_error)?;
+        Ok(page.0)
     }
 
     async fn search_patterns(
