@@ -14,9 +14,10 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use luma_model::{Fixture, Hlc, Record, Row, SiteId, UserId, Venue};
-use luma_store::schema::decode;
+use luma_model::{Fixture, Hlc, Record, SiteId, UserId, Venue};
 use luma_store::{PulledRow, Store};
+
+mod common;
 
 const PAGE: usize = 1000;
 
@@ -74,52 +75,13 @@ async fn apply(store: &Store, rows: &[PulledRow]) -> Duration {
     start.elapsed()
 }
 
-fn raw_sql() -> String {
-    let spec = Fixture::SPEC;
-    let cols: Vec<_> = spec.synced_columns().collect();
-    format!(
-        "INSERT INTO fixtures ({}, hlc) SELECT {}, value ->> '$.hlc' FROM json_each(?1) WHERE true \
-         ON CONFLICT (id) DO UPDATE SET {}, hlc = excluded.hlc WHERE excluded.hlc > fixtures.hlc",
-        cols.iter().map(|c| format!("\"{}\"", c.name)).collect::<Vec<_>>().join(", "),
-        cols.iter().map(|c| decode("value", c.name, c.kind)).collect::<Vec<_>>().join(", "),
-        cols.iter()
-            .filter(|c| c.name != "id")
-            .map(|c| format!("\"{0}\" = excluded.\"{0}\"", c.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-}
-
 async fn raw(store: &Store, rows: &[PulledRow]) -> Duration {
-    let sql = raw_sql();
-    let start = Instant::now();
-    for page in rows.chunks(PAGE) {
-        let objs: Vec<Row> = page
-            .iter()
-            .map(|r| {
-                let mut row = r.row.clone().unwrap();
-                row.insert("hlc".into(), r.hlc.to_string().into());
-                row
-            })
-            .collect();
-        let json = serde_json::to_string(&objs).unwrap();
-        let mut tx = store.writer_pool().begin().await.unwrap();
-        sqlx::query("INSERT INTO sync_apply_guard (id) VALUES (1)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        sqlx::query(&sql)
-            .bind(json)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        sqlx::query("DELETE FROM sync_apply_guard")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-    }
-    start.elapsed()
+    common::raw_apply(
+        store,
+        rows.chunks(PAGE)
+            .map(|page| serde_json::to_string(&common::raw_rows(page)).unwrap()),
+    )
+    .await
 }
 
 fn bench(c: &mut Criterion) {

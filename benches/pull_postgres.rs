@@ -1,11 +1,15 @@
 //! `pull_postgres`: pulling fixtures from PostgreSQL into SQLite through the engine
-//! (`SyncEngine::pull`, `PostgresRemote`, pages of 1,000) vs the raw `json_each` page upsert of
-//! the same rows into SQLite (rows fetched beforehand, so it measures only the local apply), in
-//! the same run; prints rows/s and the ratio. First, before anything else is held in memory, it
-//! pulls `LUMA_BENCH_PEAK_ROWS` (default 1,000,000) rows and prints the process's peak memory
-//! (VmHWM) before and after.
+//! (`SyncEngine::pull`, `PostgresRemote`) vs the raw `json_each` page upsert of the same rows
+//! into SQLite (rows fetched beforehand, so it measures only the local apply; same page size), in
+//! the same run: `LUMA_BENCH_ROUNDS` (default 3) rounds alternate the two, and the ratio printed
+//! is the median of the per-round ratios (the machine's load changes between phases). Also
+//! printed, for information: the rates of fetching the pages alone and of
+//! `Store::apply_pulled_page` of them alone (the engine overlaps the two). First, before anything
+//! else is held in memory, it pulls `LUMA_BENCH_PEAK_ROWS` (default 1,000,000) rows and prints
+//! the process's peak memory (VmHWM) before and after.
 //!
-//! `LUMA_BENCH_ROWS` (default 100,000) rows for the rate comparison.
+//! `LUMA_BENCH_ROWS` (default 100,000) rows for the rate comparison; `LUMA_BENCH_PAGE` rows per
+//! pulled page (default: the engine's default page size).
 #![allow(
     missing_docs,
     clippy::print_stdout,
@@ -18,18 +22,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use luma_model::{Fixture, Hlc, Record, Row, SiteId, UserId, Venue};
-use luma_store::schema::decode;
+use luma_model::{Fixture, Hlc, Record, SiteId, UserId, Venue};
 use luma_store::Store;
 use luma_sync::{
-    PostgresAdmin, PostgresRemote, PullRequest, Remote, StaticToken, SyncConfig, SyncEngine,
+    PostgresAdmin, PostgresRemote, PullPage, PullRequest, Remote, StaticToken, SyncConfig,
+    SyncEngine,
 };
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use uuid::Uuid;
 
+mod common;
+
+/// Rows per page written into PostgreSQL when seeding.
 const PAGE: usize = 1000;
+
+/// Rows per pulled page, for the engine and the raw baseline alike (`LUMA_BENCH_PAGE`, default
+/// the engine's default page size).
+fn pull_page() -> usize {
+    env("LUMA_BENCH_PAGE", SyncConfig::default().page_size as usize)
+}
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -166,7 +179,7 @@ async fn engine_pull(db: &Db, dir: &tempfile::TempDir, file: &str) -> Duration {
     let store = Store::open(dir.path().join(file)).await.unwrap();
     store.set_current_user(Some(db.user)).await.unwrap();
     let cfg = SyncConfig {
-        page_size: PAGE as u32,
+        page_size: pull_page() as u32,
         ..SyncConfig::default()
     };
     let engine = SyncEngine::new(
@@ -182,28 +195,13 @@ async fn engine_pull(db: &Db, dir: &tempfile::TempDir, file: &str) -> Duration {
     t
 }
 
-fn raw_sql() -> String {
-    let spec = Fixture::SPEC;
-    let cols: Vec<_> = spec.synced_columns().collect();
-    format!(
-        "INSERT INTO fixtures ({}, hlc) SELECT {}, value ->> '$.hlc' FROM json_each(?1) WHERE true \
-         ON CONFLICT (id) DO UPDATE SET {}, hlc = excluded.hlc WHERE excluded.hlc > fixtures.hlc",
-        cols.iter().map(|c| format!("\"{}\"", c.name)).collect::<Vec<_>>().join(", "),
-        cols.iter().map(|c| decode("value", c.name, c.kind)).collect::<Vec<_>>().join(", "),
-        cols.iter()
-            .filter(|c| c.name != "id")
-            .map(|c| format!("\"{0}\" = excluded.\"{0}\"", c.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-}
-
-/// Fetches every fixture page through the remote, then times the raw json_each apply.
-async fn raw_apply(db: &Db, dir: &tempfile::TempDir, file: &str) -> Duration {
+/// Fetches every fixture page through the remote (nothing applied); answers the time taken.
+async fn fetch_all(db: &Db) -> (Duration, Vec<PullPage>) {
     let token = db.remote.sign_in(db.user);
     let wm = db.remote.watermark(&token).await.unwrap();
-    let mut pages: Vec<String> = Vec::new();
+    let mut pages = Vec::new();
     let mut cursor = None;
+    let start = Instant::now();
     loop {
         let page = db
             .remote
@@ -212,27 +210,24 @@ async fn raw_apply(db: &Db, dir: &tempfile::TempDir, file: &str) -> Duration {
                 &PullRequest {
                     table: "fixtures".into(),
                     cursor: cursor.clone(),
-                    limit: PAGE as u32,
+                    limit: pull_page() as u32,
                     watermark: wm.clone(),
                 },
             )
             .await
             .unwrap();
-        let objs: Vec<Row> = page
-            .rows
-            .iter()
-            .map(|r| {
-                let mut row = r.row.clone().unwrap();
-                row.insert("hlc".into(), r.hlc.to_string().into());
-                row
-            })
-            .collect();
-        pages.push(serde_json::to_string(&objs).unwrap());
-        cursor = page.cursor;
-        if !page.has_more {
+        cursor = page.cursor.clone();
+        let more = page.has_more;
+        pages.push(page);
+        if !more {
             break;
         }
     }
+    (start.elapsed(), pages)
+}
+
+/// A fresh SQLite file holding the bench venue (the fixtures' parent).
+async fn fresh_store(db: &Db, dir: &tempfile::TempDir, file: &str) -> Store {
     let store = Store::open(dir.path().join(file)).await.unwrap();
     store.set_current_user(Some(db.user)).await.unwrap();
     store
@@ -247,28 +242,40 @@ async fn raw_apply(db: &Db, dir: &tempfile::TempDir, file: &str) -> Duration {
         )
         .await
         .unwrap();
-    let sql = raw_sql();
+    store
+}
+
+/// The baseline: the raw json_each apply of the fetched pages (serialized beforehand, so only
+/// the local apply is timed).
+async fn raw_apply(db: &Db, dir: &tempfile::TempDir, file: &str, pages: &[PullPage]) -> Duration {
+    let json: Vec<String> = pages
+        .iter()
+        .map(|p| serde_json::to_string(&common::raw_rows(&p.rows)).unwrap())
+        .collect();
+    let store = fresh_store(db, dir, file).await;
+    let t = common::raw_apply(&store, json).await;
+    store.close().await;
+    t
+}
+
+/// Informational: `Store::apply_pulled_page` of the fetched pages alone (nothing fetched).
+async fn store_apply(db: &Db, dir: &tempfile::TempDir, file: &str, pages: &[PullPage]) -> Duration {
+    let store = fresh_store(db, dir, file).await;
     let start = Instant::now();
-    for json in pages {
-        let mut tx = store.writer_pool().begin().await.unwrap();
-        sqlx::query("INSERT INTO sync_apply_guard (id) VALUES (1)")
-            .execute(&mut *tx)
+    for page in pages {
+        store
+            .apply_pulled_page(db.user, "fixtures", &page.rows, page.cursor.as_deref())
             .await
             .unwrap();
-        sqlx::query(&sql)
-            .bind(json)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        sqlx::query("DELETE FROM sync_apply_guard")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
     }
     let t = start.elapsed();
     store.close().await;
     t
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
 fn bench(c: &mut Criterion) {
@@ -292,11 +299,37 @@ fn bench(c: &mut Criterion) {
 
     let n = env("LUMA_BENCH_ROWS", 100_000);
     let db = rt.block_on(db_with(n));
-    let pull = n as f64 / rt.block_on(engine_pull(&db, &dir, "pull.db")).as_secs_f64();
-    let raw = n as f64 / rt.block_on(raw_apply(&db, &dir, "raw.db")).as_secs_f64();
+    let (fetch_t, pages) = rt.block_on(fetch_all(&db));
+    // Rounds alternate the engine pull and the baseline (and the informational store apply), so
+    // a change of machine load hits both sides; the ratio is the median of per-round ratios.
+    let rounds = env("LUMA_BENCH_ROUNDS", 3).max(1);
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    let (mut pulls, mut raws, mut applies, mut ratios) = (vec![], vec![], vec![], vec![]);
+    for r in 0..rounds {
+        let pull = rate(rt.block_on(engine_pull(&db, &dir, &format!("pull{r}.db"))));
+        let raw = rate(rt.block_on(raw_apply(&db, &dir, &format!("raw{r}.db"), &pages)));
+        let apply = rate(rt.block_on(store_apply(&db, &dir, &format!("apply{r}.db"), &pages)));
+        println!(
+            "pull_postgres: round {r}: engine pull {pull:.0} rows/s, raw json_each apply {raw:.0} rows/s, ratio {:.2}x",
+            pull / raw
+        );
+        pulls.push(pull);
+        raws.push(raw);
+        applies.push(apply);
+        ratios.push(pull / raw);
+    }
+    drop(pages);
     println!(
-        "pull_postgres: {n} rows: engine pull from PostgreSQL into SQLite {pull:.0} rows/s, raw json_each apply {raw:.0} rows/s, ratio {:.2}x (target >= 0.7x)",
-        pull / raw
+        "pull_postgres: {n} rows, pages of {}: engine pull from PostgreSQL into SQLite {:.0} rows/s, raw json_each apply {:.0} rows/s (medians of {rounds} rounds), ratio {:.2}x (median of the rounds; target >= 0.7x)",
+        pull_page(),
+        median(pulls),
+        median(raws),
+        median(ratios)
+    );
+    println!(
+        "pull_postgres: parts: fetching the pages alone {:.0} rows/s, Store::apply_pulled_page of them alone {:.0} rows/s (the engine overlaps the two)",
+        rate(fetch_t),
+        median(applies)
     );
     let mut g = c.benchmark_group("pull_postgres");
     g.sample_size(10);

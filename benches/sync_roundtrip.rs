@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use luma_model::{Fixture, Record, Row, UserId, Venue};
-use luma_store::schema::decode;
 use luma_store::Store;
 use luma_sync::{MemoryRemote, StaticToken, SyncConfig, SyncEngine};
+
+mod common;
 
 fn rows_count() -> usize {
     std::env::var("LUMA_BENCH_ROWS")
@@ -103,14 +104,6 @@ async fn raw(dir: &tempfile::TempDir, round: usize, n: usize) -> Duration {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let spec = Fixture::SPEC;
-    let cols: Vec<_> = spec.synced_columns().collect();
-    let sql = format!(
-        "INSERT INTO fixtures ({}, hlc) SELECT {}, value ->> '$.hlc' FROM json_each(?1) WHERE true \
-         ON CONFLICT (id) DO UPDATE SET hlc = excluded.hlc WHERE excluded.hlc > fixtures.hlc",
-        cols.iter().map(|c| format!("\"{}\"", c.name)).collect::<Vec<_>>().join(", "),
-        cols.iter().map(|c| decode("value", c.name, c.kind)).collect::<Vec<_>>().join(", "),
-    );
     let rows: Vec<Row> = (0..n)
         .map(|i| {
             let mut row = Fixture::new(venue.id, 1, 1 + (i as i64 % 500), 1)
@@ -123,26 +116,12 @@ async fn raw(dir: &tempfile::TempDir, round: usize, n: usize) -> Duration {
             row
         })
         .collect();
-    let start = Instant::now();
-    for page in rows.chunks(1000) {
-        let json = serde_json::to_string(page).unwrap();
-        let mut tx = store.writer_pool().begin().await.unwrap();
-        sqlx::query("INSERT INTO sync_apply_guard (id) VALUES (1)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        sqlx::query(&sql)
-            .bind(json)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        sqlx::query("DELETE FROM sync_apply_guard")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-    }
-    start.elapsed()
+    common::raw_apply(
+        &store,
+        rows.chunks(1000)
+            .map(|page| serde_json::to_string(page).unwrap()),
+    )
+    .await
 }
 
 fn bench(c: &mut Criterion) {

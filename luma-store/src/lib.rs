@@ -30,6 +30,7 @@ mod bind;
 mod error;
 mod order;
 mod outbox;
+mod pulled_upsert;
 mod repo;
 mod repos;
 pub mod schema;

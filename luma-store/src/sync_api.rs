@@ -16,6 +16,7 @@ use sqlx::{Row as _, SqliteConnection};
 
 use crate::error::{Result, StoreError};
 use crate::outbox::{decode_op, OP_COLUMNS};
+use crate::pulled_upsert::{v_col, PulledUpsert, V_KEY};
 use crate::schema::{decode, quote, read_row, TableSql};
 use crate::store::Store;
 
@@ -218,14 +219,20 @@ struct PageElem<'a> {
     row: Option<&'a Row>,
 }
 
-fn page_json(rows: &[PulledRow]) -> Result<String> {
+/// The page as JSON for SQLite's `json_each`; `with_rows: false` leaves the columns out (only
+/// `$k`, `$h`, `$d`: all the statements that match keys and stamps need).
+fn page_json(rows: &[PulledRow], with_rows: bool) -> Result<String> {
     let elems: Vec<PageElem<'_>> = rows
         .iter()
         .map(|r| PageElem {
             k: r.key.as_str(),
             h: r.hlc.to_string(),
             d: u8::from(r.deleted),
-            row: if r.deleted { None } else { r.row.as_ref() },
+            row: if r.deleted || !with_rows {
+                None
+            } else {
+                r.row.as_ref()
+            },
         })
         .collect();
     serde_json::to_string(&elems).map_err(|source| StoreError::Plugin {
@@ -503,7 +510,7 @@ impl Store {
         }
         let spec = sql.spec;
         let t = quote(spec.name);
-        let page = page_json(rows)?;
+        let page = page_json(rows, false)?;
         let remote_hlc: HashMap<&str, Hlc> = rows.iter().map(|r| (r.key.as_str(), r.hlc)).collect();
 
         // 1. Local ops the remote state is at least as new as: drop them.
@@ -526,21 +533,23 @@ impl Store {
             }
         }
 
-        // 3. Upserts of rows without a (newer) local op whose parents exist. The op check is
-        // left out when the table has no ops at all (the common case of a large pull).
+        // The op checks below are left out when the table has no ops at all (the common case
+        // of a large pull).
         let has_ops: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sync_outbox WHERE tbl = ?)")
                 .bind(spec.name)
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(StoreError::sql("reading pending ops"))?;
-        let no_op = if has_ops {
-            format!(
-                "NOT EXISTS (SELECT 1 FROM sync_outbox o WHERE o.tbl = '{}' AND o.pk = {J_KEY})",
-                spec.name
-            )
-        } else {
-            "1".to_string()
+        let no_op = |key: &str| {
+            if has_ops {
+                format!(
+                    "NOT EXISTS (SELECT 1 FROM sync_outbox o WHERE o.tbl = '{}' AND o.pk = {key})",
+                    spec.name
+                )
+            } else {
+                "1".to_string()
+            }
         };
         // 2. Tombstones (before upserts, so that a deleted row frees its unique values): delete
         // rows not newer than the tombstone and without a local op. At equal stamps the delete
@@ -550,7 +559,8 @@ impl Store {
             let del = format!(
                 "DELETE FROM {t} WHERE rowid IN (SELECT x.rowid FROM json_each(?1) j JOIN {t} x ON {m} \
                  WHERE {J_DEL} = 1 AND (x.hlc IS NULL OR {J_HLC} >= x.hlc) AND {no_op})",
-                m = key_match(&spec, "x", J_KEY)
+                m = key_match(&spec, "x", J_KEY),
+                no_op = no_op(J_KEY),
             );
             let done = sqlx::query(&del)
                 .bind(&page)
@@ -562,97 +572,103 @@ impl Store {
                 report.orphaned = self.sweep_orphans(conn, spec.name).await?;
             }
         }
-        let mut parent_checks = Vec::new();
-        for p in spec.parents {
-            if p.table == spec.name {
-                continue;
+        // Parent checks, given how to read a column of the pulled row.
+        let parents_ok = |value: &dyn Fn(&luma_model::Column) -> String| {
+            let mut checks = Vec::new();
+            for p in spec.parents {
+                if p.table == spec.name {
+                    continue;
+                }
+                let (Some(col), Some(parent)) =
+                    (spec.column(p.column), self.registered_sql(p.table))
+                else {
+                    continue;
+                };
+                let Some(pkey) = parent.spec.key.first() else {
+                    continue;
+                };
+                let v = value(col);
+                checks.push(format!(
+                    "({v} IS NULL OR EXISTS (SELECT 1 FROM {} pp WHERE pp.{} = {v}))",
+                    quote(p.table),
+                    quote(pkey)
+                ));
             }
-            let (Some(col), Some(parent)) = (spec.column(p.column), self.registered_sql(p.table))
-            else {
-                continue;
-            };
-            let Some(pkey) = parent.spec.key.first() else {
-                continue;
-            };
-            let v = decode("j.value", col.name, col.kind);
-            parent_checks.push(format!(
-                "({v} IS NULL OR EXISTS (SELECT 1 FROM {} pp WHERE pp.{} = {v}))",
-                quote(p.table),
-                quote(pkey)
-            ));
-        }
-        let parents_ok = if parent_checks.is_empty() {
-            "1".to_string()
-        } else {
-            parent_checks.join(" AND ")
+            if checks.is_empty() {
+                None
+            } else {
+                Some(checks.join(" AND "))
+            }
         };
-        let synced: Vec<&luma_model::Column> = spec.synced_columns().collect();
-        let non_key: Vec<String> = synced
-            .iter()
-            .filter(|c| !spec.is_key(c.name))
-            .map(|c| format!("{0} = excluded.{0}", quote(c.name)))
-            .chain(std::iter::once("hlc = excluded.hlc".to_string()))
-            .collect();
-        let upsert = format!(
-            "INSERT INTO {t} ({cols}, hlc) SELECT {vals}, {J_HLC} FROM json_each(?1) j \
-             WHERE {J_DEL} = 0 AND {no_op} AND {parents_ok} \
-             ON CONFLICT ({keys}) DO UPDATE SET {set} \
-             WHERE {t}.hlc IS NULL OR excluded.hlc > {t}.hlc",
-            cols = synced
-                .iter()
-                .map(|c| quote(c.name))
-                .collect::<Vec<_>>()
-                .join(", "),
-            vals = synced
-                .iter()
-                .map(|c| decode("j.value", c.name, c.kind))
-                .collect::<Vec<_>>()
-                .join(", "),
-            keys = spec
-                .key
-                .iter()
-                .map(|k| quote(k))
-                .collect::<Vec<_>>()
-                .join(", "),
-            set = non_key.join(", "),
+        let v_parents = parents_ok(&|c| v_col(c.name));
+        let has_parents = v_parents.is_some();
+        let filter = format!(
+            "{} AND {}",
+            no_op(V_KEY),
+            v_parents.unwrap_or_else(|| "1".to_string())
         );
-        match sqlx::query(&upsert).bind(&page).execute(&mut *conn).await {
-            Ok(done) => report.upserted = done.rows_affected(),
-            Err(e) if is_unique_violation(&e) => {
-                // A unique value other than the key is held by another row that a later row
-                // of this page (or a later page) moves away: apply row by row, in passes,
-                // until nothing more goes in. (A failed statement leaves the transaction open.)
-                let mut left: Vec<&PulledRow> = rows.iter().filter(|r| !r.deleted).collect();
-                loop {
-                    let before = left.len();
-                    let mut still = Vec::new();
-                    for r in left {
-                        let one = page_json(std::slice::from_ref(r))?;
-                        match sqlx::query(&upsert).bind(one).execute(&mut *conn).await {
-                            Ok(done) => report.upserted += done.rows_affected(),
-                            Err(e) if is_unique_violation(&e) => still.push(r),
-                            Err(e) => return Err(StoreError::write(spec.name)(e)),
-                        }
-                    }
-                    left = still;
-                    if left.is_empty() || left.len() == before {
-                        break;
+        // 3. Upserts of rows without a (newer) local op whose parents exist, many rows per
+        // statement with typed values.
+        let upsert = PulledUpsert::new(&spec, &filter);
+        let live_rows: Vec<&PulledRow> = rows.iter().filter(|r| !r.deleted).collect();
+        let full = upsert.per_statement().min(live_rows.len());
+        let full_text = upsert.text(full);
+        let mut conflict_from = None;
+        for (i, chunk) in live_rows.chunks(upsert.per_statement()).enumerate() {
+            let text = if chunk.len() == full {
+                std::borrow::Cow::Borrowed(&full_text)
+            } else {
+                std::borrow::Cow::Owned(upsert.text(chunk.len()))
+            };
+            match upsert.bind(&spec, &text, chunk)?.execute(&mut *conn).await {
+                Ok(done) => report.upserted += done.rows_affected(),
+                Err(e) if is_unique_violation(&e) => {
+                    conflict_from = Some(i * upsert.per_statement());
+                    break;
+                }
+                Err(e) => return Err(StoreError::write(spec.name)(e)),
+            }
+        }
+        if let Some(from) = conflict_from {
+            // A unique value other than the key is held by another row that a later row of
+            // this page (or a later page) moves away: apply the rest row by row, in passes,
+            // until nothing more goes in. (A failed statement leaves the transaction open.)
+            let one = upsert.text(1);
+            let mut left: Vec<&PulledRow> = live_rows[from..].to_vec();
+            loop {
+                let before = left.len();
+                let mut still = Vec::new();
+                for r in left {
+                    match upsert
+                        .bind(&spec, &one, std::slice::from_ref(&r))?
+                        .execute(&mut *conn)
+                        .await
+                    {
+                        Ok(done) => report.upserted += done.rows_affected(),
+                        Err(e) if is_unique_violation(&e) => still.push(r),
+                        Err(e) => return Err(StoreError::write(spec.name)(e)),
                     }
                 }
-                report.skipped_conflict = left.len() as u64;
-                for r in &left {
-                    tracing::warn!(table = spec.name, key = %r.key, "pulled row conflicts with a unique value held locally: skipped");
+                left = still;
+                if left.is_empty() || left.len() == before {
+                    break;
                 }
             }
-            Err(e) => return Err(StoreError::write(spec.name)(e)),
+            report.skipped_conflict = left.len() as u64;
+            for r in &left {
+                tracing::warn!(table = spec.name, key = %r.key, "pulled row conflicts with a unique value held locally: skipped");
+            }
         }
         let live = rows.iter().filter(|r| !r.deleted).count() as u64;
         // Rows can only have been skipped for a missing parent if fewer were written.
-        if !parent_checks.is_empty() && report.upserted < live {
+        if has_parents && report.upserted < live {
+            // Only keys and parent references are read back from this JSON: text, exact.
             let skipped: i64 = sqlx::query_scalar(&format!(
-                "SELECT count(*) FROM json_each(?1) j WHERE {J_DEL} = 0 AND {no_op} AND NOT ({parents_ok})"
+                "SELECT count(*) FROM json_each(?1) j WHERE {J_DEL} = 0 AND {no_op} AND NOT ({parents_ok})",
+                no_op = no_op(J_KEY),
+                parents_ok = parents_ok(&|c| decode("j.value", c.name, c.kind)).unwrap_or_else(|| "1".to_string()),
             ))
-            .bind(&page)
+            .bind(page_json(rows, true)?)
             .fetch_one(&mut *conn)
             .await
             .map_err(StoreError::sql("counting rows without a parent"))?;

@@ -7,6 +7,7 @@ use luma_model::{
     Venue,
 };
 use luma_store::{PulledRow, Settlement, Store};
+use proptest::prelude::*;
 
 fn remote_site() -> SiteId {
     SiteId(0xabc)
@@ -622,4 +623,86 @@ async fn rows_a_full_repull_did_not_return_are_removed_unless_pending() {
     assert!(store.venues().find(a.id).await.unwrap().is_some());
     assert!(store.venues().find(c.id).await.unwrap().is_some());
     assert_eq!(store.outbox().pending_count().await.unwrap(), 1);
+}
+
+/// Floats that are hard to carry as text: the extremes, subnormals, 17-digit values.
+const HARD_FLOATS: &[f64] = &[
+    0.0,
+    -0.0,
+    2.0,
+    0.1 + 0.2,
+    1.000_000_000_000_000_2,
+    -1e-7,
+    1e15,
+    123_456_789_012_345.0,
+    9_007_199_254_740_993.0,
+    1e300,
+    f64::MAX,
+    f64::MIN,
+    f64::MIN_POSITIVE,
+    2.225_073_858_507_201e-308,
+    5e-324,
+    f64::EPSILON,
+];
+
+#[tokio::test]
+async fn pulled_floats_stay_exact_and_large_pages_apply_in_chunks() {
+    let store = Store::open_in_memory().await.unwrap();
+    let user = UserId::new();
+    let venue = Venue::new("Remote venue");
+    store
+        .apply_pulled_page(user, "venues", &[pulled(&venue, stamp(5))], None)
+        .await
+        .unwrap();
+    // More rows than one statement takes (1,000), with a partial last chunk.
+    let fixtures: Vec<Fixture> = (0..2_345)
+        .map(|i| {
+            let mut f = Fixture::new(venue.id, 1, 1 + (i % 512), 1);
+            f.pos_x = HARD_FLOATS[i as usize % HARD_FLOATS.len()];
+            f.rot_z = -HARD_FLOATS[(i as usize + 3) % HARD_FLOATS.len()];
+            f.pos_y = i as f64 * 0.1;
+            f
+        })
+        .collect();
+    let page: Vec<PulledRow> = fixtures.iter().map(|f| pulled(f, stamp(6))).collect();
+    let report = store
+        .apply_pulled_page(user, "fixtures", &page, Some("c"))
+        .await
+        .unwrap();
+    assert_eq!(report.upserted, fixtures.len() as u64);
+    for f in &fixtures {
+        let got = store.fixtures().get(f.id).await.unwrap();
+        assert_eq!(got.pos_x, f.pos_x, "{}", f.pos_x);
+        assert_eq!(got.rot_z, f.rot_z, "{}", f.rot_z);
+        assert_eq!(&got, f);
+    }
+    assert_eq!(store.outbox().pending_count().await.unwrap(), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+
+    /// Any finite float pulled into the store reads back exactly.
+    #[test]
+    fn any_pulled_float_reads_back_exactly(values in prop::collection::vec(
+        any::<f64>().prop_filter("finite", |f| f.is_finite()), 1..60)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = Store::open_in_memory().await.unwrap();
+            let user = UserId::new();
+            let venue = Venue::new("Remote venue");
+            store.apply_pulled_page(user, "venues", &[pulled(&venue, stamp(5))], None).await.unwrap();
+            let fixtures: Vec<Fixture> = values.iter().map(|v| Fixture {
+                pos_x: *v, rot_y: -*v, ..Fixture::new(venue.id, 1, 1, 1)
+            }).collect();
+            let page: Vec<PulledRow> = fixtures.iter().map(|f| pulled(f, stamp(6))).collect();
+            store.apply_pulled_page(user, "fixtures", &page, None).await.unwrap();
+            for f in &fixtures {
+                let got = store.fixtures().get(f.id).await.unwrap();
+                prop_assert_eq!(got.pos_x, f.pos_x);
+                prop_assert_eq!(got.rot_y, f.rot_y);
+            }
+            Ok(())
+        })?;
+    }
 }

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::error::{Result, SyncError};
 use crate::local::Local;
-use crate::remote::{Change, Outcome, PullRequest, Remote};
+use crate::remote::{Change, Outcome, PullPage, PullRequest, Remote, Watermark};
 use crate::status::{FileStatusFeed, Phase, Progress, SyncStatus, TablesChanged};
 use crate::token::{AccessToken, TokenProvider};
 
@@ -432,18 +432,17 @@ impl<L: Local, R: Remote> Core<L, R> {
                 resynced = true;
                 returned = Some(Vec::new());
             }
+            // The next page, fetched while the current one was being applied.
+            let mut prefetched: Option<Result<PullPage>> = None;
             loop {
-                let request = PullRequest {
-                    table: table.to_string(),
-                    cursor: cursor.clone(),
-                    limit: self.config.page_size,
-                    watermark: watermark.clone(),
+                let fetched = match prefetched.take() {
+                    Some(page) => page,
+                    None => {
+                        self.fetch_page(token, table, cursor.clone(), &watermark)
+                            .await
+                    }
                 };
-                let req = &request;
-                let page = match self
-                    .authed(token, move |t| async move { remote.pull(&t, req).await })
-                    .await
-                {
+                let page = match fetched {
                     Ok(page) => page,
                     // One table the remote refuses (for example a plugin table whose cloud
                     // migration has not run) must not stop the others, nor the push.
@@ -477,10 +476,25 @@ impl<L: Local, R: Remote> Core<L, R> {
                             .map(|r| r.key.clone()),
                     );
                 }
-                let applied = self
+                if page.cursor.is_some() {
+                    cursor = page.cursor.clone();
+                }
+                let apply = self
                     .local
-                    .apply_page(user, table, &page.rows, page.cursor.as_deref())
-                    .await?;
+                    .apply_page(user, table, &page.rows, page.cursor.as_deref());
+                // Pipelining: the remote serves the next page while this one is applied (the
+                // next request depends only on this page's cursor). An apply error ends the pull
+                // and drops the fetched page; a fetch error surfaces when that page is due.
+                let applied = if page.has_more {
+                    let (applied, next) = tokio::join!(
+                        apply,
+                        self.fetch_page(token, table, cursor.clone(), &watermark)
+                    );
+                    prefetched = Some(next);
+                    applied?
+                } else {
+                    apply.await?
+                };
                 tracing::debug!(
                     table,
                     rows = page.rows.len(),
@@ -503,9 +517,6 @@ impl<L: Local, R: Remote> Core<L, R> {
                     })
                 });
                 report.apply = merge_apply(std::mem::take(&mut report.apply), applied);
-                if page.cursor.is_some() {
-                    cursor = page.cursor;
-                }
                 if !page.has_more {
                     break;
                 }
@@ -592,6 +603,26 @@ impl<L: Local, R: Remote> Core<L, R> {
             changed,
             kept_before,
         }))
+    }
+
+    /// One page of `table` after `cursor` (refreshing the token once after a 401).
+    async fn fetch_page(
+        &self,
+        token: &mut Arc<AccessToken>,
+        table: &str,
+        cursor: Option<String>,
+        watermark: &Watermark,
+    ) -> Result<PullPage> {
+        let request = PullRequest {
+            table: table.to_string(),
+            cursor,
+            limit: self.config.page_size,
+            watermark: watermark.clone(),
+        };
+        let remote = &self.remote;
+        let req = &request;
+        self.authed(token, move |t| async move { remote.pull(&t, req).await })
+            .await
     }
 
     async fn push(&self, token: &mut Arc<AccessToken>) -> Result<PushReport> {

@@ -199,13 +199,17 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Result<T> {
 #[async_trait]
 impl Remote for PostgresRemote {
     async fn push(&self, token: &AccessToken, changes: &[Change]) -> Result<Vec<ChangeOutcome>> {
-        let body = serde_json::to_value(changes).map_err(|e| SyncError::Permanent {
-            message: format!("cannot encode the batch: {e}"),
-        })?;
-        let out = self
-            .call_json(token, "SELECT luma_push($1)", |q| q.bind(body))
-            .await?;
-        let outcomes: Vec<ChangeOutcome> = parse("luma_push", out)?;
+        // The batch is serialized straight into the request and the outcomes are decoded
+        // straight from the answer (no intermediate `Value` tree of either).
+        let mut tx = self.begin_as(token).await?;
+        let (outcomes,): (sqlx::types::Json<Vec<ChangeOutcome>>,) =
+            sqlx::query_as("SELECT luma_push($1)")
+                .bind(sqlx::types::Json(changes))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_sqlx_error)?;
+        tx.commit().await.map_err(map_sqlx_error)?;
+        let outcomes = outcomes.0;
         if outcomes.len() != changes.len() {
             return Err(SyncError::Protocol {
                 message: format!(
@@ -221,15 +225,20 @@ impl Remote for PostgresRemote {
 
     async fn pull(&self, token: &AccessToken, request: &PullRequest) -> Result<PullPage> {
         let limit = i32::try_from(request.limit).unwrap_or(i32::MAX);
-        let out = self
-            .call_json(token, "SELECT luma_pull($1, $2, $3, $4)", |q| {
-                q.bind(request.table.as_str())
-                    .bind(request.cursor.as_deref())
-                    .bind(limit)
-                    .bind(request.watermark.0.as_str())
-            })
-            .await?;
-        parse("luma_pull", out)
+        let mut tx = self.begin_as(token).await?;
+        // The page is decoded straight from the answer's JSON text into the wire types (no
+        // intermediate `Value` tree of the whole page).
+        let (page,): (sqlx::types::Json<PullPage>,) =
+            sqlx::query_as("SELECT luma_pull($1, $2, $3, $4)")
+                .bind(request.table.as_str())
+                .bind(request.cursor.as_deref())
+                .bind(limit)
+                .bind(request.watermark.0.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_sqlx_error)?;
+        tx.commit().await.map_err(map_sqlx_error)?;
+        Ok(page.0)
     }
 
     async fn search_patterns(

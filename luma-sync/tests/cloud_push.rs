@@ -589,3 +589,55 @@ async fn a_kept_delete_and_a_concurrent_first_insert_do_not_pass_each_other() {
     assert_eq!(n, 0);
     db.drop().await;
 }
+
+#[tokio::test]
+async fn floats_come_back_exact_and_with_a_fraction() {
+    let db = TestDb::new().await;
+    let a = Uuid::new_v4();
+    let v = Uuid::new_v4();
+    let values = [
+        0.0,
+        2.0,
+        -3.0,
+        0.1 + 0.2,
+        -1e-7,
+        1e14,
+        1e15,
+        123_456_789_012_345.0,
+        9_007_199_254_740_993.0,
+        1e300,
+        f64::MAX,
+        f64::MIN,
+        f64::MIN_POSITIVE,
+        5e-324,
+    ];
+    let mut changes = vec![upsert(
+        "venues",
+        &v.to_string(),
+        &hlc(1_000, 0),
+        venue_row(v, a, "Club", None),
+    )];
+    let ids: Vec<Uuid> = values.iter().map(|_| Uuid::new_v4()).collect();
+    for (f, x) in ids.iter().zip(values) {
+        let mut row = fixture_row(*f, v, 1);
+        row["pos_x"] = json!(x);
+        row["rot_z"] = json!(-x);
+        changes.push(upsert("fixtures", &f.to_string(), &hlc(1_000, 0), row));
+    }
+    let out = push(&db.pool, a, json!(changes)).await;
+    assert!(out.iter().all(|o| outcome(o) == "applied"), "{out:?}");
+    let (rows, _) = pull_all(&db.pool, a, "fixtures", None).await;
+    assert_eq!(rows.len(), values.len());
+    for (f, x) in ids.iter().zip(values) {
+        let row = &rows
+            .iter()
+            .find(|r| r["key"] == json!(f.to_string()))
+            .unwrap()["row"];
+        for (col, want) in [("pos_x", x), ("rot_z", -x)] {
+            // A JSON float (never an integer), the same f64.
+            assert!(row[col].is_f64(), "{col} of {x}: {}", row[col]);
+            assert_eq!(row[col].as_f64(), Some(want), "{col}: {}", row[col]);
+        }
+    }
+    db.drop().await;
+}
