@@ -114,8 +114,8 @@ pub async fn import_bundle(
     owner: UserId,
     bundle: &PatternBundle,
 ) -> Result<Pattern> {
-    let protocol = |what: &str, e: luma_model::RowError| SyncError::Protocol {
-        message: format!("undecodable {what} in a fetched pattern: {e}"),
+    let protocol = |what: &str, e: luma_model::RowError| {
+        SyncError::protocol(format!("undecodable {what} in a fetched pattern: {e}"))
     };
     let source = Pattern::from_row(bundle.pattern.clone()).map_err(|e| protocol("pattern", e))?;
     let now = luma_model::now();

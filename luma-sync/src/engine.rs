@@ -446,7 +446,7 @@ impl<L: Local, R: Remote> Core<L, R> {
                     Ok(page) => page,
                     // One table the remote refuses (for example a plugin table whose cloud
                     // migration has not run) must not stop the others, nor the push.
-                    Err(SyncError::Permanent { message }) => {
+                    Err(SyncError::Permanent { message, .. }) => {
                         tracing::warn!(table, %message, "the remote refused to pull this table");
                         report.failed_tables.push((table.to_string(), message));
                         // A re-pull that did not finish must not remove what it did not see.
@@ -567,7 +567,7 @@ impl<L: Local, R: Remote> Core<L, R> {
             Ok(list) => list,
             Err(SyncError::Unsupported { .. }) => return Ok(None),
             // A server without the function (an older cloud schema) must not stop the pull.
-            Err(SyncError::Permanent { message }) => {
+            Err(SyncError::Permanent { message, .. }) => {
                 tracing::warn!(%message, "the remote refused memberships: not tracking them");
                 return Ok(None);
             }
@@ -576,9 +576,8 @@ impl<L: Local, R: Remote> Core<L, R> {
         let mut venues: Vec<&str> = list.iter().map(|m| m.venue_id.as_str()).collect();
         venues.sort_unstable();
         venues.dedup();
-        let snapshot = serde_json::to_string(&venues).map_err(|e| SyncError::Protocol {
-            message: format!("memberships: {e}"),
-        })?;
+        let snapshot = serde_json::to_string(&venues)
+            .map_err(|e| SyncError::protocol(format!("memberships: {e}")))?;
         let before = self.local.membership_snapshot(user).await?;
         let kept_before = before
             .as_deref()
@@ -684,13 +683,11 @@ impl<L: Local, R: Remote> Core<L, R> {
             let outcomes = match answer {
                 Ok(outcomes) if outcomes.len() == changes.len() => outcomes,
                 Ok(outcomes) => {
-                    let e = SyncError::Protocol {
-                        message: format!(
-                            "{} outcomes for {} changes",
-                            outcomes.len(),
-                            changes.len()
-                        ),
-                    };
+                    let e = SyncError::protocol(format!(
+                        "{} outcomes for {} changes",
+                        outcomes.len(),
+                        changes.len()
+                    ));
                     self.schedule_retry(&rows, &e).await?;
                     return Err(e);
                 }
@@ -699,7 +696,7 @@ impl<L: Local, R: Remote> Core<L, R> {
                     self.schedule_retry(&rows, &e).await?;
                     return Err(e);
                 }
-                Err(SyncError::Permanent { message }) => {
+                Err(SyncError::Permanent { message, .. }) => {
                     let settle: Vec<Settlement> = rows
                         .iter()
                         .map(|r| Settlement::Rejected {

@@ -16,6 +16,9 @@ pub enum SyncError {
     Transient {
         /// What happened.
         message: String,
+        /// The underlying error, if there is one.
+        #[source]
+        source: Option<BoxError>,
         /// How long the server asked the client to wait (HTTP `Retry-After`), if it did: the
         /// engine waits at least this long before the next attempt.
         retry_after: Option<std::time::Duration>,
@@ -25,6 +28,9 @@ pub enum SyncError {
     Unauthorized {
         /// The remote's message.
         message: String,
+        /// The underlying error, if there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The remote refused the whole request permanently (malformed, forbidden, unknown
     /// table). Retrying the same request fails the same way.
@@ -32,6 +38,9 @@ pub enum SyncError {
     Permanent {
         /// The remote's message.
         message: String,
+        /// The underlying error, if there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The remote answered something the protocol does not allow (for example fewer outcomes
     /// than changes).
@@ -39,6 +48,9 @@ pub enum SyncError {
     Protocol {
         /// What was wrong.
         message: String,
+        /// The underlying error (for example the JSON decoder's), if there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The local store failed.
     #[error("local store: {source}")]
@@ -97,8 +109,46 @@ impl SyncError {
     pub fn transient(message: impl Into<String>) -> Self {
         SyncError::Transient {
             message: message.into(),
+            source: None,
             retry_after: None,
         }
+    }
+
+    /// A refused-credentials error with this message.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        SyncError::Unauthorized {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A permanent refusal with this message.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        SyncError::Permanent {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A protocol violation with this message.
+    pub fn protocol(message: impl Into<String>) -> Self {
+        SyncError::Protocol {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same error with `cause` as its source (for the variants that carry one; others are
+    /// returned unchanged).
+    pub fn with_source(mut self, cause: impl Into<BoxError>) -> Self {
+        match &mut self {
+            SyncError::Transient { source, .. }
+            | SyncError::Unauthorized { source, .. }
+            | SyncError::Permanent { source, .. }
+            | SyncError::Protocol { source, .. } => *source = Some(cause.into()),
+            _ => {}
+        }
+        self
     }
 
     /// The wait the server asked for (`Retry-After` of a transient failure), if any.
@@ -109,6 +159,9 @@ impl SyncError {
         }
     }
 }
+
+/// A boxed underlying error, as the remote variants of [`SyncError`] carry it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Result alias of the engine.
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;

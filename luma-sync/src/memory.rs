@@ -379,9 +379,7 @@ impl MemoryRemote {
             .tokens
             .get(token.secret())
             .copied()
-            .ok_or_else(|| SyncError::Unauthorized {
-                message: "JWT expired".into(),
-            })
+            .ok_or_else(|| SyncError::unauthorized("JWT expired"))
     }
 
     /// Runs the fault protocol around `work`.
@@ -400,9 +398,7 @@ impl MemoryRemote {
                 return Err(SyncError::transient("503 service unavailable (injected)"))
             }
             Some(Fault::Unauthorized) => {
-                return Err(SyncError::Unauthorized {
-                    message: "JWT expired (injected)".into(),
-                })
+                return Err(SyncError::unauthorized("JWT expired (injected)"))
             }
             Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
             _ => {}
@@ -426,18 +422,16 @@ impl State {
     /// `luma_search_patterns`, over the newest live versions.
     fn search(&self, user: UserId, request: &SearchRequest) -> Result<SearchPage> {
         if request.filter.query.chars().count() > MAX_QUERY_CHARS {
-            return Err(SyncError::Permanent {
-                message: "the query is longer than 200 characters".into(),
-            });
+            return Err(SyncError::permanent(
+                "the query is longer than 200 characters",
+            ));
         }
         let after = request
             .cursor
             .as_deref()
             .map(SearchKey::from_cursor)
             .transpose()
-            .map_err(|e| SyncError::Permanent {
-                message: e.to_string(),
-            })?;
+            .map_err(|e| SyncError::permanent(e.to_string()))?;
         let limit = usize::try_from(request.limit.clamp(1, 200)).unwrap_or(200);
         let mut hits: Vec<(SearchKey, Pattern)> = Vec::new();
         if let Some(t) = self.tables.get(Pattern::SPEC.name) {
@@ -808,14 +802,14 @@ impl Remote for MemoryRemote {
         self.lock().stats.pulls += 1;
         self.call(Call::Pull, token, |s, user, _| {
             let Some(spec) = s.spec(&request.table).filter(|t| t.is_synced()) else {
-                return Err(SyncError::Permanent {
-                    message: format!("unknown table {}", request.table),
-                });
+                return Err(SyncError::permanent(format!(
+                    "unknown table {}",
+                    request.table
+                )));
             };
             let parse = |t: &str| {
-                t.parse::<u64>().map_err(|_| SyncError::Permanent {
-                    message: format!("bad cursor or watermark {t:?}"),
-                })
+                t.parse::<u64>()
+                    .map_err(|_| SyncError::permanent(format!("bad cursor or watermark {t:?}")))
             };
             let after = request
                 .cursor

@@ -41,7 +41,7 @@ use crate::token::AccessToken;
 
 /// Maps a driver error to the engine's error families.
 pub fn map_sqlx_error(e: sqlx::Error) -> SyncError {
-    match &e {
+    let mapped = match &e {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             let message = format!("{} (SQLSTATE {code})", db.message());
@@ -55,13 +55,10 @@ pub fn map_sqlx_error(e: sqlx::Error) -> SyncError {
         sqlx::Error::Protocol(_)
         | sqlx::Error::Decode(_)
         | sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::RowNotFound => SyncError::Protocol {
-            message: e.to_string(),
-        },
-        _ => SyncError::Permanent {
-            message: e.to_string(),
-        },
-    }
+        | sqlx::Error::RowNotFound => SyncError::protocol(e.to_string()),
+        _ => SyncError::permanent(e.to_string()),
+    };
+    mapped.with_source(e)
 }
 
 /// The claims PostgREST would set for a signed-in user.
@@ -132,9 +129,7 @@ impl PostgresRemote {
     fn user_of(&self, token: &AccessToken) -> Result<UserId> {
         match self.sessions().get(token.secret()) {
             Some(u) if *u == token.user() => Ok(*u),
-            _ => Err(SyncError::Unauthorized {
-                message: "unknown or expired session".into(),
-            }),
+            _ => Err(SyncError::unauthorized("unknown or expired session")),
         }
     }
 
@@ -173,16 +168,14 @@ impl PostgresRemote {
         out.get("venue_id")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| SyncError::Protocol {
-                message: format!("luma_join_venue answered {out}"),
-            })
+            .ok_or_else(|| SyncError::protocol(format!("luma_join_venue answered {out}")))
     }
 
     /// Leaves a venue; answers whether the user was a member.
     pub async fn leave_venue(&self, token: &AccessToken, venue: &str) -> Result<bool> {
-        let id: sqlx::types::Uuid = venue.parse().map_err(|_| SyncError::Permanent {
-            message: format!("{venue:?} is not a venue id"),
-        })?;
+        let id: sqlx::types::Uuid = venue
+            .parse()
+            .map_err(|_| SyncError::permanent(format!("{venue:?} is not a venue id")))?;
         let out = self
             .call_json(token, "SELECT luma_leave_venue($1)", |q| q.bind(id))
             .await?;
@@ -190,11 +183,7 @@ impl PostgresRemote {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| SyncError::Protocol {
-        message: format!("{what} answered something unexpected: {e}"),
-    })
-}
+use crate::remote::parse_answer as parse;
 
 #[async_trait]
 impl Remote for PostgresRemote {
@@ -211,13 +200,11 @@ impl Remote for PostgresRemote {
         tx.commit().await.map_err(map_sqlx_error)?;
         let outcomes = outcomes.0;
         if outcomes.len() != changes.len() {
-            return Err(SyncError::Protocol {
-                message: format!(
-                    "luma_push answered {} outcomes for {} changes",
-                    outcomes.len(),
-                    changes.len()
-                ),
-            });
+            return Err(SyncError::protocol(format!(
+                "luma_push answered {} outcomes for {} changes",
+                outcomes.len(),
+                changes.len()
+            )));
         }
         tracing::debug!(changes = changes.len(), "pushed a batch to PostgreSQL");
         Ok(outcomes)

@@ -314,3 +314,14 @@ impl<R: Remote> Remote for std::sync::Arc<R> {
         (**self).memberships(token).await
     }
 }
+
+/// Decodes a remote function's JSON answer; anything unexpected is a [`SyncError::Protocol`]
+/// naming the function, with the decoder's error as its source.
+pub(crate) fn parse_answer<T: serde::de::DeserializeOwned>(
+    what: &str,
+    v: serde_json::Value,
+) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| {
+        SyncError::protocol(format!("{what} answered something unexpected: {e}")).with_source(e)
+    })
+}

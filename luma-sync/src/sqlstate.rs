@@ -45,15 +45,12 @@ impl SqlStateClass {
     /// The engine's error for this family, with `message`.
     pub(crate) fn into_error(self, message: String) -> SyncError {
         match self {
-            SqlStateClass::Transient => SyncError::Transient {
-                message,
-                retry_after: None,
-            },
-            SqlStateClass::Unauthorized => SyncError::Unauthorized { message },
+            SqlStateClass::Transient => SyncError::transient(message),
+            SqlStateClass::Unauthorized => SyncError::unauthorized(message),
             SqlStateClass::Forbidden
             | SqlStateClass::Conflict
             | SqlStateClass::NotFound
-            | SqlStateClass::Refused => SyncError::Permanent { message },
+            | SqlStateClass::Refused => SyncError::permanent(message),
         }
     }
 }

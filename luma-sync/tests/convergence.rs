@@ -393,9 +393,9 @@ impl Faulty {
         }
         acc += f.unauthorized;
         if roll < acc {
-            return Some(Injected::Before(SyncError::Unauthorized {
-                message: "JWT expired (injected)".into(),
-            }));
+            return Some(Injected::Before(SyncError::unauthorized(
+                "JWT expired (injected)",
+            )));
         }
         None
     }

@@ -224,7 +224,9 @@ fn kind(e: &SyncError, class: &'static str) -> Kind {
         SyncError::Unauthorized { .. } => Kind::Unauthorized,
         SyncError::Transient { .. } => Kind::Transient,
         SyncError::Protocol { .. } => Kind::Protocol,
-        SyncError::Permanent { message } if message.starts_with(class) => Kind::Permanent(class),
+        SyncError::Permanent { message, .. } if message.starts_with(class) => {
+            Kind::Permanent(class)
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -602,6 +604,8 @@ async fn malformed_or_truncated_answers_are_protocol_errors() {
     assert!(matches!(e, SyncError::Protocol { .. }), "{e:?}");
     let e = r.memberships(&t).await.unwrap_err();
     assert!(matches!(e, SyncError::Protocol { .. }), "{e:?}");
+    // The decoder's error travels as the source.
+    assert!(std::error::Error::source(&e).is_some(), "{e:?}");
 }
 
 /// A truncated push answer through the engine: nothing is settled, the op stays pending.

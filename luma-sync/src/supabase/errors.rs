@@ -255,18 +255,20 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 impl From<HttpError> for SyncError {
     fn from(e: HttpError) -> Self {
         let message = e.to_string();
-        match e.class() {
-            ErrorClass::Unauthorized => SyncError::Unauthorized { message },
+        let out = match e.class() {
+            ErrorClass::Unauthorized => SyncError::unauthorized(message),
             ErrorClass::Transient => SyncError::Transient {
                 message,
+                source: None,
                 retry_after: e.retry_after(),
             },
-            ErrorClass::Protocol => SyncError::Protocol { message },
+            ErrorClass::Protocol => SyncError::protocol(message),
             ErrorClass::Forbidden
             | ErrorClass::Conflict
             | ErrorClass::BadRequest
-            | ErrorClass::NotFound => SyncError::Permanent { message },
-        }
+            | ErrorClass::NotFound => SyncError::permanent(message),
+        };
+        out.with_source(e)
     }
 }
 

@@ -74,9 +74,7 @@ impl SupabaseRemote {
         out.get("venue_id")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| SyncError::Protocol {
-                message: format!("luma_join_venue answered {out}"),
-            })
+            .ok_or_else(|| SyncError::protocol(format!("luma_join_venue answered {out}")))
     }
 
     /// Leaves a venue (`luma_leave_venue`); answers whether the user was a member.
@@ -86,17 +84,11 @@ impl SupabaseRemote {
             .await?;
         out.get("left")
             .and_then(Value::as_bool)
-            .ok_or_else(|| SyncError::Protocol {
-                message: format!("luma_leave_venue answered {out}"),
-            })
+            .ok_or_else(|| SyncError::protocol(format!("luma_leave_venue answered {out}")))
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| SyncError::Protocol {
-        message: format!("{what} answered something unexpected: {e}"),
-    })
-}
+use crate::remote::parse_answer as parse;
 
 #[async_trait]
 impl Remote for SupabaseRemote {
@@ -105,13 +97,11 @@ impl Remote for SupabaseRemote {
         let out = self.rpc(token, "luma_push", body).await?;
         let outcomes: Vec<ChangeOutcome> = parse("luma_push", out)?;
         if outcomes.len() != changes.len() {
-            return Err(SyncError::Protocol {
-                message: format!(
-                    "luma_push answered {} outcomes for {} changes",
-                    outcomes.len(),
-                    changes.len()
-                ),
-            });
+            return Err(SyncError::protocol(format!(
+                "luma_push answered {} outcomes for {} changes",
+                outcomes.len(),
+                changes.len()
+            )));
         }
         tracing::debug!(changes = changes.len(), "pushed a batch to Supabase");
         Ok(outcomes)
@@ -130,9 +120,9 @@ impl Remote for SupabaseRemote {
     async fn watermark(&self, token: &AccessToken) -> Result<Watermark> {
         match self.rpc(token, "luma_watermark", json!({})).await? {
             Value::String(w) => Ok(Watermark(w)),
-            other => Err(SyncError::Protocol {
-                message: format!("luma_watermark answered {other}"),
-            }),
+            other => Err(SyncError::protocol(format!(
+                "luma_watermark answered {other}"
+            ))),
         }
     }
 
@@ -162,9 +152,9 @@ impl Remote for SupabaseRemote {
         let body = json!({ "p_pattern": pattern.as_uuid() });
         let out = self.rpc(token, "luma_fetch_pattern", body).await?;
         if !out.is_object() {
-            return Err(SyncError::Protocol {
-                message: format!("luma_fetch_pattern answered {out}"),
-            });
+            return Err(SyncError::protocol(format!(
+                "luma_fetch_pattern answered {out}"
+            )));
         }
         // `{"pattern": null, ...}` means there is no such pattern the caller may read.
         if out.get("pattern").is_none_or(Value::is_null) {
@@ -176,9 +166,9 @@ impl Remote for SupabaseRemote {
     async fn memberships(&self, token: &AccessToken) -> Result<Vec<Membership>> {
         let out = self.rpc(token, "luma_memberships", json!({})).await?;
         if !out.is_array() {
-            return Err(SyncError::Protocol {
-                message: format!("luma_memberships answered {out}"),
-            });
+            return Err(SyncError::protocol(format!(
+                "luma_memberships answered {out}"
+            )));
         }
         parse("luma_memberships", out)
     }

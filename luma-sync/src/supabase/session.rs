@@ -93,15 +93,11 @@ impl From<AuthError> for SyncError {
                 message: e.to_string(),
             },
             AuthError::Offline { .. } => SyncError::transient(e.to_string()),
-            AuthError::Protocol { .. } => SyncError::Protocol {
-                message: e.to_string(),
-            },
+            AuthError::Protocol { .. } => SyncError::protocol(e.to_string()),
             AuthError::Store { source } => SyncError::Store { source },
             AuthError::InvalidCredentials { .. }
             | AuthError::Rejected { .. }
-            | AuthError::Config { .. } => SyncError::Permanent {
-                message: e.to_string(),
-            },
+            | AuthError::Config { .. } => SyncError::permanent(e.to_string()),
         }
     }
 }
