@@ -602,10 +602,10 @@ async fn malformed_or_truncated_answers_are_protocol_errors() {
         .await
         .unwrap_err();
     assert!(matches!(e, SyncError::Protocol { .. }), "{e:?}");
-    let e = r.memberships(&t).await.unwrap_err();
-    assert!(matches!(e, SyncError::Protocol { .. }), "{e:?}");
     // The decoder's error travels as the source.
     assert!(std::error::Error::source(&e).is_some(), "{e:?}");
+    let e = r.memberships(&t).await.unwrap_err();
+    assert!(matches!(e, SyncError::Protocol { .. }), "{e:?}");
 }
 
 /// A truncated push answer through the engine: nothing is settled, the op stays pending.
