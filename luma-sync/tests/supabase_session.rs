@@ -287,11 +287,16 @@ async fn fifty_concurrent_401s_cause_one_refresh_and_the_new_token_is_saved_befo
             .await
             .unwrap(),
     );
-    let mut tasks = Vec::new();
+    // Every caller holds the old token before any request is sent: all 50 see a 401. (Taking
+    // the tokens while spawning let an early caller's refresh finish first on a slow machine.)
+    let mut held = Vec::new();
     for _ in 0..50 {
-        // Every caller holds the old token before any request: all 50 see a 401.
         let t = session.token().await.unwrap();
         assert_eq!(t.secret(), "at-old");
+        held.push(t);
+    }
+    let mut tasks = Vec::new();
+    for t in held {
         let (remote, session) = (remote.clone(), session.clone());
         tasks.push(tokio::spawn(async move {
             let e = remote.watermark(&t).await.unwrap_err();
