@@ -28,6 +28,7 @@
 
 mod bind;
 mod error;
+mod oplog;
 mod order;
 mod outbox;
 mod pulled_upsert;

@@ -7,6 +7,7 @@ use luma_model::{OpId, PendingOp, RecordKey};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row as _;
 
+use crate::bind::SqliteQuery;
 use crate::error::{Result, StoreError};
 use crate::order::depths;
 use crate::store::Store;
@@ -53,6 +54,24 @@ pub(crate) fn decode_op(row: &SqliteRow) -> Result<PendingOp> {
     })
 }
 
+/// Runs one outbox statement after folding the op log, in one transaction (so it also sees
+/// the ops of writes that have not been folded yet).
+trait ExecuteFolded {
+    async fn execute_folded(self, store: &Store, context: &'static str) -> Result<u64>;
+}
+
+impl ExecuteFolded for SqliteQuery<'_> {
+    async fn execute_folded(self, store: &Store, context: &'static str) -> Result<u64> {
+        let mut tx = store.begin_outbox_write().await?;
+        let done = self
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::sql(context))?;
+        tx.commit().await.map_err(StoreError::sql(context))?;
+        Ok(done.rows_affected())
+    }
+}
+
 impl Outbox<'_> {
     /// `CASE tbl WHEN ... END` giving each registered table its foreign-key depth.
     pub(crate) fn depth_case(&self) -> Result<String> {
@@ -68,6 +87,7 @@ impl Outbox<'_> {
     /// Ops that are due at `now_ms` and not rejected, at most `limit`, in foreign-key order:
     /// upserts parents first, then deletes children first; oldest first within a table.
     pub async fn next_batch(&self, limit: usize, now_ms: i64) -> Result<Vec<PendingOp>> {
+        self.store.fold_oplog().await?;
         let depth = self.depth_case()?;
         let text = format!(
             "SELECT {OP_COLUMNS} FROM sync_outbox \
@@ -87,6 +107,7 @@ impl Outbox<'_> {
 
     /// Every op (pending, waiting for a retry, or rejected), oldest first.
     pub async fn all(&self) -> Result<Vec<PendingOp>> {
+        self.store.fold_oplog().await?;
         let rows = sqlx::query(&format!(
             "SELECT {OP_COLUMNS} FROM sync_outbox ORDER BY seq"
         ))
@@ -98,6 +119,7 @@ impl Outbox<'_> {
 
     /// Ops that have failed at least once (rejected or waiting for a retry).
     pub async fn errors(&self) -> Result<Vec<PendingOp>> {
+        self.store.fold_oplog().await?;
         let rows = sqlx::query(&format!(
             "SELECT {OP_COLUMNS} FROM sync_outbox WHERE last_error IS NOT NULL ORDER BY seq"
         ))
@@ -109,6 +131,7 @@ impl Outbox<'_> {
 
     /// The op of one record, if it has one.
     pub async fn for_record(&self, table: &str, key: &RecordKey) -> Result<Option<PendingOp>> {
+        self.store.fold_oplog().await?;
         let row = sqlx::query(&format!(
             "SELECT {OP_COLUMNS} FROM sync_outbox WHERE tbl = ? AND pk = ?"
         ))
@@ -123,6 +146,7 @@ impl Outbox<'_> {
     /// One op by id. (Ops are keyed by record; a lookup by id scans the outbox, which is fine
     /// for the occasional user action it serves.)
     pub async fn get(&self, id: OpId) -> Result<Option<PendingOp>> {
+        self.store.fold_oplog().await?;
         let row = sqlx::query(&format!(
             "SELECT {OP_COLUMNS} FROM sync_outbox WHERE seq = ?"
         ))
@@ -135,6 +159,7 @@ impl Outbox<'_> {
 
     /// Number of ops not rejected.
     pub async fn pending_count(&self) -> Result<i64> {
+        self.store.fold_oplog().await?;
         sqlx::query_scalar("SELECT count(*) FROM sync_outbox WHERE rejected = 0")
             .fetch_one(self.store.reader_pool())
             .await
@@ -143,6 +168,7 @@ impl Outbox<'_> {
 
     /// Number of rejected ops.
     pub async fn rejected_count(&self) -> Result<i64> {
+        self.store.fold_oplog().await?;
         sqlx::query_scalar("SELECT count(*) FROM sync_outbox WHERE rejected = 1")
             .fetch_one(self.store.reader_pool())
             .await
@@ -153,7 +179,7 @@ impl Outbox<'_> {
     /// since it was read (its HLC changed) stays: the newer edit still has to be pushed.
     /// Returns how many were removed.
     pub async fn complete(&self, done: &[PendingOp]) -> Result<u64> {
-        let mut tx = self.store.begin_write().await?;
+        let mut tx = self.store.begin_outbox_write().await?;
         let mut n = 0;
         for op in done {
             n += sqlx::query("DELETE FROM sync_outbox WHERE tbl = ? AND pk = ? AND hlc = ?")
@@ -191,10 +217,9 @@ impl Outbox<'_> {
         .bind(&op.table)
         .bind(op.key.as_str())
         .bind(op.hlc.to_string())
-        .execute(self.store.writer_pool())
-        .await
-        .map_err(StoreError::sql("recording an op failure"))?;
-        Ok(done.rows_affected() > 0)
+        .execute_folded(self.store, "recording an op failure")
+        .await?;
+        Ok(done > 0)
     }
 
     /// Makes an op due now again (clears its rejection and retry time; keeps its history).
@@ -202,11 +227,10 @@ impl Outbox<'_> {
         let done =
             sqlx::query("UPDATE sync_outbox SET rejected = 0, next_retry_ms = NULL WHERE seq = ?")
                 .bind(id.0)
-                .execute(self.store.writer_pool())
-                .await
-                .map_err(StoreError::sql("retrying an op"))?;
+                .execute_folded(self.store, "retrying an op")
+                .await?;
         self.store.notify_change();
-        Ok(done.rows_affected() > 0)
+        Ok(done > 0)
     }
 
     /// Makes every failed op due now again. Returns how many.
@@ -215,11 +239,10 @@ impl Outbox<'_> {
             "UPDATE sync_outbox SET rejected = 0, next_retry_ms = NULL \
              WHERE rejected = 1 OR next_retry_ms IS NOT NULL",
         )
-        .execute(self.store.writer_pool())
-        .await
-        .map_err(StoreError::sql("retrying ops"))?;
+        .execute_folded(self.store, "retrying ops")
+        .await?;
         self.store.notify_change();
-        Ok(done.rows_affected())
+        Ok(done)
     }
 
     /// Removes an op without pushing it (the engine's `discard`). The local row is left as it
@@ -227,19 +250,17 @@ impl Outbox<'_> {
     pub async fn remove(&self, id: OpId) -> Result<bool> {
         let done = sqlx::query("DELETE FROM sync_outbox WHERE seq = ?")
             .bind(id.0)
-            .execute(self.store.writer_pool())
-            .await
-            .map_err(StoreError::sql("removing an op"))?;
-        Ok(done.rows_affected() > 0)
+            .execute_folded(self.store, "removing an op")
+            .await?;
+        Ok(done > 0)
     }
 
     /// Attributes ops made while signed out (no user) to `user`. Returns how many.
     pub async fn adopt_anonymous(&self, user: luma_model::UserId) -> Result<u64> {
         let done = sqlx::query("UPDATE sync_outbox SET user_id = ? WHERE user_id IS NULL")
             .bind(user.to_string())
-            .execute(self.store.writer_pool())
-            .await
-            .map_err(StoreError::sql("adopting ops"))?;
-        Ok(done.rows_affected())
+            .execute_folded(self.store, "adopting ops")
+            .await?;
+        Ok(done)
     }
 }

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use luma_model::{Record, RecordKey, Row, TableSpec};
 use sqlx::SqliteConnection;
 
-use crate::bind::{bind_all, bind_key_parts};
+use crate::bind::{bind_all, bind_key_parts, SqliteQuery};
 use crate::error::{Result, StoreError};
 use crate::schema::{quote, read_row, TableSql};
 use crate::store::Store;
@@ -42,7 +42,7 @@ impl<'s, T: Record> Repo<'s, T> {
     pub async fn create(&self, record: &T) -> Result<()> {
         let sql = self.sql()?;
         let mut conn = self.store.write_conn().await?;
-        insert(&mut conn, &sql, record).await?;
+        insert(self.store, &mut conn, &sql, record).await?;
         self.store.notify_change();
         Ok(())
     }
@@ -52,7 +52,7 @@ impl<'s, T: Record> Repo<'s, T> {
     pub async fn create_many(&self, records: &[T]) -> Result<usize> {
         let sql = self.sql()?;
         let mut tx = self.store.begin_write().await?;
-        let n = insert_many(&mut tx, &sql, records).await?;
+        let n = insert_many(self.store, &mut tx, &sql, records).await?;
         tx.commit()
             .await
             .map_err(StoreError::sql("committing a bulk insert"))?;
@@ -64,7 +64,7 @@ impl<'s, T: Record> Repo<'s, T> {
     pub async fn upsert(&self, record: &T) -> Result<()> {
         let sql = self.sql()?;
         let mut conn = self.store.write_conn().await?;
-        upsert(&mut conn, &sql, record).await?;
+        upsert(self.store, &mut conn, &sql, record).await?;
         self.store.notify_change();
         Ok(())
     }
@@ -74,7 +74,7 @@ impl<'s, T: Record> Repo<'s, T> {
     pub async fn update(&self, record: &T) -> Result<()> {
         let sql = self.sql()?;
         let mut conn = self.store.write_conn().await?;
-        update(&mut conn, &sql, record).await?;
+        update(self.store, &mut conn, &sql, record).await?;
         self.store.notify_change();
         Ok(())
     }
@@ -191,8 +191,19 @@ fn row_of<T: Record>(record: &T, touch: bool) -> Result<Row> {
     Ok(row)
 }
 
+/// Binds the write's stamp (synced tables only). It is taken while this handle holds the
+/// writer connection, so stamps reach SQLite in the order they were made.
+fn with_stamp<'q>(store: &Store, sql: &TableSql, q: SqliteQuery<'q>) -> SqliteQuery<'q> {
+    if sql.spec.is_synced() {
+        q.bind(store.next_stamp().to_string())
+    } else {
+        q
+    }
+}
+
 /// Inserts a record (`replace`: or replaces the one with the same key).
 async fn insert_or_upsert<T: Record>(
+    store: &Store,
     conn: &mut SqliteConnection,
     sql: &TableSql,
     record: &T,
@@ -200,7 +211,7 @@ async fn insert_or_upsert<T: Record>(
 ) -> Result<()> {
     let row = row_of(record, false)?;
     let text = if replace { &sql.upsert } else { &sql.insert };
-    bind_all(sqlx::query(text), &sql.spec, &row)?
+    with_stamp(store, sql, bind_all(sqlx::query(text), &sql.spec, &row)?)
         .execute(conn)
         .await
         .map_err(StoreError::write(T::SPEC.name))?;
@@ -208,31 +219,38 @@ async fn insert_or_upsert<T: Record>(
 }
 
 pub(crate) async fn insert<T: Record>(
+    store: &Store,
     conn: &mut SqliteConnection,
     sql: &TableSql,
     record: &T,
 ) -> Result<()> {
-    insert_or_upsert(conn, sql, record, false).await
+    insert_or_upsert(store, conn, sql, record, false).await
 }
 
 pub(crate) async fn upsert<T: Record>(
+    store: &Store,
     conn: &mut SqliteConnection,
     sql: &TableSql,
     record: &T,
 ) -> Result<()> {
-    insert_or_upsert(conn, sql, record, true).await
+    insert_or_upsert(store, conn, sql, record, true).await
 }
 
 pub(crate) async fn update<T: Record>(
+    store: &Store,
     conn: &mut SqliteConnection,
     sql: &TableSql,
     record: &T,
 ) -> Result<()> {
     let row = row_of(record, true)?;
-    let done = bind_all(sqlx::query(&sql.update), &sql.spec, &row)?
-        .execute(conn)
-        .await
-        .map_err(StoreError::write(T::SPEC.name))?;
+    let done = with_stamp(
+        store,
+        sql,
+        bind_all(sqlx::query(&sql.update), &sql.spec, &row)?,
+    )
+    .execute(conn)
+    .await
+    .map_err(StoreError::write(T::SPEC.name))?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound {
             table: T::SPEC.name,
@@ -260,13 +278,14 @@ pub(crate) async fn delete(
 }
 
 pub(crate) async fn insert_many<T: Record>(
+    store: &Store,
     conn: &mut SqliteConnection,
     sql: &TableSql,
     records: &[T],
 ) -> Result<usize> {
     // Rows are bound as typed parameters (exact for every value, unlike numbers parsed back
     // out of JSON text), many rows per statement so SQLite does the per-row work.
-    let per_statement = (MAX_PARAMS / sql.spec.columns.len().max(1)).clamp(1, BULK_CHUNK);
+    let per_statement = (MAX_PARAMS / (sql.spec.columns.len() + 1)).clamp(1, BULK_CHUNK);
     let rows = records
         .iter()
         .map(|r| row_of(r, false))
@@ -280,8 +299,14 @@ pub(crate) async fn insert_many<T: Record>(
             std::borrow::Cow::Owned(sql.insert_many_sql(chunk.len()))
         };
         let mut q = sqlx::query(&text);
-        for row in chunk {
-            q = bind_all(q, &sql.spec, row)?;
+        if sql.spec.is_synced() {
+            for (row, stamp) in chunk.iter().zip(store.next_stamps(chunk.len())) {
+                q = bind_all(q, &sql.spec, row)?.bind(stamp.to_string());
+            }
+        } else {
+            for row in chunk {
+                q = bind_all(q, &sql.spec, row)?;
+            }
         }
         let done = q
             .execute(&mut *conn)

@@ -14,23 +14,23 @@ use crate::error::{Result, StoreError};
 /// The current time in milliseconds since the epoch, in SQLite.
 const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 
-/// Advances the device clock by one tick (mirrors `luma_model::Clock::tick`).
-fn advance_clock() -> String {
+/// The device clock's newest stamp (handed out or merged): the `hlc` of the op log's last row.
+pub(crate) const FLOOR: &str = "(SELECT hlc FROM sync_oplog ORDER BY seq DESC LIMIT 1)";
+
+/// A new stamp after [`FLOOR`] at the current time, computed in SQL: mirrors
+/// `luma_model::Clock::tick` (used when a write does not bring a fresh stamp of its own).
+fn ticked_stamp() -> String {
     format!(
-        "UPDATE sync_clock SET \
-         physical = CASE WHEN {NOW_MS} > physical THEN {NOW_MS} \
-                         WHEN counter >= {max} THEN physical + 1 ELSE physical END, \
-         counter = CASE WHEN {NOW_MS} > physical THEN 0 \
-                        WHEN counter >= {max} THEN 0 ELSE counter + 1 END, \
-         next_op = next_op + 1 \
-         WHERE id = 1",
+        "(SELECT CASE WHEN f.now > f.ph THEN printf('%015d-000000-%s', f.now, c.site) \
+                      WHEN f.ct >= {max} THEN printf('%015d-000000-%s', f.ph + 1, c.site) \
+                      ELSE printf('%015d-%06d-%s', f.ph, f.ct + 1, c.site) END \
+          FROM (SELECT CAST(substr(hlc, 1, 15) AS INTEGER) AS ph, \
+                       CAST(substr(hlc, 17, 6) AS INTEGER) AS ct, {NOW_MS} AS now \
+                FROM sync_oplog ORDER BY seq DESC LIMIT 1) AS f, sync_clock AS c \
+          WHERE c.id = 1)",
         max = luma_model::MAX_COUNTER
     )
 }
-
-/// The clock's current stamp in [`luma_model::Hlc`]'s text form.
-pub(crate) const STAMP: &str =
-    "(SELECT printf('%015d-%06d-%s', physical, counter, site) FROM sync_clock WHERE id = 1)";
 
 const CURRENT_USER: &str = "(SELECT user_id FROM sync_identity WHERE id = 1)";
 
@@ -90,6 +90,12 @@ pub fn decode(src: &str, col: &str, kind: ColumnKind) -> String {
 }
 
 /// The generated SQL of one table.
+///
+/// The write statements bind one parameter per column in spec order and then the write's
+/// stamp (the row's `hlc`, in [`luma_model::Hlc`]'s text form): the outbox trigger appends the
+/// pending op with that stamp when it is newer than every stamp the database has seen, and
+/// stamps the write itself otherwise (so a stale or missing stamp costs time, never order). An
+/// owner column `uid` left empty is filled with the signed-in user.
 #[derive(Debug, Clone)]
 pub struct TableSql {
     /// The table's spec.
@@ -98,14 +104,27 @@ pub struct TableSql {
     pub select_columns: String,
     /// `k1 = ? AND k2 = ?`.
     pub key_where: String,
-    /// INSERT with one bound parameter per column in spec order.
+    /// INSERT; parameters ?1..?N are the columns in spec order, ?N+1 the stamp (synced tables
+    /// only: local-only tables have no stamp).
     pub insert: String,
-    /// INSERT OR REPLACE-like upsert with one bound parameter per column.
+    /// INSERT, or on a key conflict an update of the non-key columns (a synced column that
+    /// changes moves the stamp; an empty `uid` keeps the stored owner); parameters as
+    /// [`TableSql::insert`].
     pub upsert: String,
-    /// UPDATE of all non-key columns; parameters ?1..?N are all columns in spec order.
+    /// UPDATE of all non-key columns; parameters ?1..?N are all columns in spec order, ?N+1 the
+    /// stamp (taken only if a synced column changes).
     pub update: String,
     /// The record key of a row as SQL, given the row alias (`NEW`, `OLD`, or a table alias).
     pub key_expr_new: String,
+}
+
+/// The SQL value of column `c` bound as `param`: an empty owner is the signed-in user.
+fn insert_value(c: &str, param: &str) -> String {
+    if c == "uid" {
+        format!("COALESCE({param}, {CURRENT_USER})")
+    } else {
+        param.to_string()
+    }
 }
 
 impl TableSql {
@@ -120,31 +139,16 @@ impl TableSql {
             .map(|k| format!("{} = ?", quote(k)))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let params = vec!["?"; cols.len()].join(", ");
-        let insert = format!("INSERT INTO {t} ({}) VALUES ({params})", cols.join(", "));
-        let non_key: Vec<&str> = spec
-            .columns
-            .iter()
-            .filter(|c| !spec.is_key(c.name))
-            .map(|c| c.name)
-            .collect();
-        let key_cols: Vec<String> = spec.key.iter().map(|k| quote(k)).collect();
-        let upsert = if non_key.is_empty() {
-            format!("{insert} ON CONFLICT ({}) DO NOTHING", key_cols.join(", "))
+        // Parameters ?1..?N are the columns in spec order, ?N+1 the stamp (numbered, so the
+        // key columns and the new values can be used twice).
+        // Local-only tables have no stamp column.
+        let synced = spec.is_synced();
+        let stamp = format!("?{}", spec.columns.len() + 1);
+        let (hlc_col, hlc_val) = if synced {
+            (", \"hlc\"".to_string(), format!(", {stamp}"))
         } else {
-            format!(
-                "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
-                key_cols.join(", "),
-                non_key
-                    .iter()
-                    .map(|c| format!("{0} = excluded.{0}", quote(c)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            (String::new(), String::new())
         };
-        // Parameters ?1..?N are the columns in spec order (numbered, so the key columns and
-        // the new values can be used twice). `updated_at` only moves when a synced column
-        // really changes, so an edit of local-only columns stays local (no op, no new stamp).
         let n = |name: &str| {
             spec.columns
                 .iter()
@@ -152,11 +156,82 @@ impl TableSql {
                 .map(|i| i + 1)
                 .unwrap_or(0)
         };
+        let values: Vec<String> = spec
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| insert_value(c.name, &format!("?{}", i + 1)))
+            .collect();
+        let insert = format!(
+            "INSERT INTO {t} ({}{hlc_col}) VALUES ({}{hlc_val})",
+            cols.join(", "),
+            values.join(", ")
+        );
+        let non_key: Vec<&str> = spec
+            .columns
+            .iter()
+            .filter(|c| !spec.is_key(c.name))
+            .map(|c| c.name)
+            .collect();
+        let key_cols: Vec<String> = spec.key.iter().map(|k| quote(k)).collect();
+        // The new value of a non-key column in an update (`updated_at` aside): an update never
+        // clears the owner (a struct built with `new()` carries `uid: None`); owners are filled
+        // on insert and only the server changes them.
+        let new_value = |c: &str, param: String| {
+            if c == "uid" {
+                format!("COALESCE({param}, \"uid\")")
+            } else {
+                param
+            }
+        };
+        let upsert = if non_key.is_empty() {
+            format!("{insert} ON CONFLICT ({}) DO NOTHING", key_cols.join(", "))
+        } else {
+            let changed: Vec<String> = spec
+                .columns
+                .iter()
+                .filter(|c| !c.local_only && !spec.is_key(c.name))
+                .map(|c| {
+                    format!(
+                        "{} IS NOT {}",
+                        quote(c.name),
+                        new_value(c.name, format!("?{}", n(c.name)))
+                    )
+                })
+                .collect();
+            let changed = if changed.is_empty() {
+                "0".to_string()
+            } else {
+                changed.join(" OR ")
+            };
+            let mut sets: Vec<String> = non_key
+                .iter()
+                .map(|c| format!("{} = {}", quote(c), new_value(c, format!("?{}", n(c)))))
+                .collect();
+            if synced {
+                sets.push(format!(
+                    "\"hlc\" = CASE WHEN {changed} THEN {stamp} ELSE \"hlc\" END"
+                ));
+            }
+            format!(
+                "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
+                key_cols.join(", "),
+                sets.join(", ")
+            )
+        };
+        // `updated_at` only moves when a synced column really changes, so an edit of
+        // local-only columns stays local (no op, no new stamp).
         let changed: Vec<String> = spec
             .columns
             .iter()
             .filter(|c| !c.local_only && !spec.is_key(c.name) && c.name != "updated_at")
-            .map(|c| format!("{} IS NOT ?{}", quote(c.name), n(c.name)))
+            .map(|c| {
+                format!(
+                    "{} IS NOT {}",
+                    quote(c.name),
+                    new_value(c.name, format!("?{}", n(c.name)))
+                )
+            })
             .collect();
         let changed = if changed.is_empty() {
             "0".to_string()
@@ -171,15 +246,16 @@ impl TableSql {
                         "\"updated_at\" = CASE WHEN {changed} THEN ?{} ELSE \"updated_at\" END",
                         n(c)
                     )
-                } else if *c == "uid" {
-                    // An update never clears the owner (a struct built with `new()` carries
-                    // `uid: None`); owners are filled on insert and only the server changes them.
-                    format!("\"uid\" = COALESCE(?{}, \"uid\")", n(c))
                 } else {
-                    format!("{} = ?{}", quote(c), n(c))
+                    format!("{} = {}", quote(c), new_value(c, format!("?{}", n(c))))
                 }
             })
             .collect();
+        if synced {
+            sets.push(format!(
+                "\"hlc\" = CASE WHEN {changed} THEN {stamp} ELSE \"hlc\" END"
+            ));
+        }
         if sets.is_empty() {
             // Nothing to change but the statement must still find the row.
             sets.push(format!("{0} = {0}", key_cols[0]));
@@ -204,10 +280,21 @@ impl TableSql {
         })
     }
 
-    /// INSERT of `n` rows in one statement (one bound parameter per column and row).
+    /// INSERT of `n` rows in one statement: per row, one bound parameter per column in spec
+    /// order and then (synced tables) the row's stamp.
     pub fn insert_many_sql(&self, n: usize) -> String {
-        let one = format!("({})", vec!["?"; self.spec.columns.len()].join(", "));
-        let cols: Vec<String> = self.spec.columns.iter().map(|c| quote(c.name)).collect();
+        let mut values: Vec<String> = self
+            .spec
+            .columns
+            .iter()
+            .map(|c| insert_value(c.name, "?"))
+            .collect();
+        let mut cols: Vec<String> = self.spec.columns.iter().map(|c| quote(c.name)).collect();
+        if self.spec.is_synced() {
+            values.push("?".into());
+            cols.push("\"hlc\"".into());
+        }
+        let one = format!("({})", values.join(", "));
         format!(
             "INSERT INTO {} ({}) VALUES {}",
             quote(self.spec.name),
@@ -218,11 +305,19 @@ impl TableSql {
 
     /// `DROP` + `CREATE` statements of this table's outbox triggers (empty for local-only
     /// tables, which only get the key guard).
+    ///
+    /// A write that brings a fresh stamp (newer than [`FLOOR`], the newest stamp the database
+    /// has seen) costs one append to `sync_oplog` (the `luma_ins_`/`luma_upd_` triggers). Any
+    /// other write (plain SQL without a stamp, a stale stamp from a second `Store` on the same
+    /// file, every delete) is stamped in SQL after the floor and the row is given that stamp
+    /// (the `luma_ins2_`/`luma_upd2_`/`luma_del_` triggers). The two insert (update) triggers
+    /// exclude each other whichever SQLite fires first: once the fresh-stamp trigger has
+    /// appended the op, the last log row is that op.
     pub fn trigger_sql(&self) -> Vec<String> {
         let spec = &self.spec;
         let name = spec.name;
         let t = quote(name);
-        let mut out: Vec<String> = ["ins", "upd", "del", "key"]
+        let mut out: Vec<String> = ["ins", "ins2", "upd", "upd2", "del", "key"]
             .iter()
             .map(|k| format!("DROP TRIGGER IF EXISTS luma_{k}_{name}"))
             .collect();
@@ -239,30 +334,43 @@ impl TableSql {
         if !spec.is_synced() {
             return out;
         }
-        let outbox = |kind: &str, alias: &str| {
+        let pk_new = key_expr(spec, "NEW");
+        let append_fresh = format!(
+            "INSERT INTO sync_oplog (tbl, pk, hlc, kind, user_id) \
+             VALUES ('{name}', {pk_new}, NEW.hlc, 'upsert', {CURRENT_USER})"
+        );
+        let append_ticked = |kind: &str, alias: &str| {
             format!(
-                "INSERT INTO sync_outbox (tbl, pk, seq, hlc, kind, user_id) \
-                 SELECT '{name}', {pk}, c.next_op, \
-                 printf('%015d-%06d-%s', c.physical, c.counter, c.site), '{kind}', i.user_id \
-                 FROM sync_clock AS c, sync_identity AS i WHERE c.id = 1 AND i.id = 1 \
-                 ON CONFLICT (tbl, pk) DO UPDATE SET hlc = excluded.hlc, kind = excluded.kind, \
-                 user_id = excluded.user_id, attempts = 0, last_error = NULL, rejected = 0, \
-                 next_retry_ms = NULL",
-                pk = key_expr(spec, alias)
+                "INSERT INTO sync_oplog (tbl, pk, hlc, kind, user_id) \
+                 VALUES ('{name}', {}, {}, '{kind}', {CURRENT_USER})",
+                key_expr(spec, alias),
+                ticked_stamp()
             )
         };
+        // NEW.hlc is newer than every stamp seen: the write brought a fresh stamp.
+        let fresh = format!("NEW.hlc > {FLOOR}");
+        // The write needs stamping: no fresh stamp, and not already logged by the fresh-stamp
+        // trigger (which makes this record's op the last log row).
+        let stale = format!(
+            "(NEW.hlc IS NULL OR NOT EXISTS (SELECT 1 FROM \
+             (SELECT tbl, pk, hlc, kind FROM sync_oplog ORDER BY seq DESC LIMIT 1) AS l \
+             WHERE l.hlc < NEW.hlc OR (l.hlc = NEW.hlc AND l.tbl = '{name}' \
+             AND l.pk = {pk_new} AND l.kind = 'upsert')))"
+        );
         let fill_owner = if spec.column("uid").is_some() {
             format!(", uid = COALESCE(NEW.uid, {CURRENT_USER})")
         } else {
             String::new()
         };
-        let advance = advance_clock();
+        let restamp = format!("UPDATE {t} SET hlc = {FLOOR}{fill_owner} WHERE rowid = NEW.rowid");
         out.push(format!(
-            "CREATE TRIGGER luma_ins_{name} AFTER INSERT ON {t} WHEN {NOT_APPLYING} BEGIN \
-             {advance}; \
-             UPDATE {t} SET hlc = {STAMP}{fill_owner} WHERE rowid = NEW.rowid; \
-             {}; END",
-            outbox("upsert", "NEW")
+            "CREATE TRIGGER luma_ins_{name} AFTER INSERT ON {t} \
+             WHEN {fresh} AND {NOT_APPLYING} BEGIN {append_fresh}; END"
+        ));
+        out.push(format!(
+            "CREATE TRIGGER luma_ins2_{name} AFTER INSERT ON {t} \
+             WHEN {stale} AND {NOT_APPLYING} BEGIN {}; {restamp}; END",
+            append_ticked("upsert", "NEW")
         ));
         let changed: Vec<String> = spec
             .synced_columns()
@@ -274,18 +382,24 @@ impl TableSql {
         } else {
             changed.join(" OR ")
         };
+        // An update that leaves the stamp alone (plain SQL) is stamped here; one that sets a
+        // stamp (the repositories) is logged with it when it is fresh and stamped here when
+        // it is stale. Writes that apply remote rows run with the apply guard and log nothing.
         out.push(format!(
             "CREATE TRIGGER luma_upd_{name} AFTER UPDATE ON {t} \
-             WHEN {NOT_APPLYING} AND NEW.hlc IS OLD.hlc AND ({changed}) BEGIN \
-             {advance}; \
-             UPDATE {t} SET hlc = {STAMP} WHERE rowid = NEW.rowid; \
-             {}; END",
-            outbox("upsert", "NEW")
+             WHEN NEW.hlc IS NOT OLD.hlc AND {fresh} AND {NOT_APPLYING} AND ({changed}) \
+             BEGIN {append_fresh}; END"
+        ));
+        out.push(format!(
+            "CREATE TRIGGER luma_upd2_{name} AFTER UPDATE ON {t} \
+             WHEN (NEW.hlc IS OLD.hlc OR {stale}) AND {NOT_APPLYING} AND ({changed}) \
+             BEGIN {}; UPDATE {t} SET hlc = {FLOOR} WHERE rowid = NEW.rowid; END",
+            append_ticked("upsert", "NEW")
         ));
         out.push(format!(
             "CREATE TRIGGER luma_del_{name} AFTER DELETE ON {t} WHEN {NOT_APPLYING} BEGIN \
-             {advance}; {}; END",
-            outbox("delete", "OLD")
+             {}; END",
+            append_ticked("delete", "OLD")
         ));
         out
     }

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use luma_model::{Record, SiteId, Syncable, TableSpec, UserId, BUILTIN_TABLES};
+use luma_model::{Clock, Record, SiteId, Syncable, TableSpec, UserId, BUILTIN_TABLES};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row as _, SqlitePool};
@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     pub(crate) changes: watch::Sender<u64>,
     pub(crate) site: SiteId,
     pub(crate) path: Option<PathBuf>,
+    /// Hands out the stamps of this handle's writes (see `oplog.rs`).
+    pub(crate) clock: Mutex<Clock>,
 }
 
 /// The local database `luma.db`: the source of truth of the app's data.
@@ -160,8 +162,11 @@ impl Store {
                 changes,
                 site,
                 path,
+                clock: Mutex::new(Clock::new(site)),
             }),
         };
+        let floor = crate::oplog::read_floor_from(store.writer_pool()).await?;
+        store.absorb_stamp(floor);
         let mut tx = store.begin_write().await?;
         for spec in BUILTIN_TABLES {
             store.install(&mut tx, *spec).await?;

@@ -279,21 +279,6 @@ async fn set_guard(conn: &mut SqliteConnection, on: bool) -> Result<()> {
     Ok(())
 }
 
-async fn merge_clock_in(conn: &mut SqliteConnection, seen: Hlc) -> Result<bool> {
-    let p = i64::try_from(seen.physical_ms).unwrap_or(i64::MAX);
-    let c = i64::from(seen.counter);
-    let done = sqlx::query(
-        "UPDATE sync_clock SET physical = ?1, counter = ?2 \
-         WHERE id = 1 AND (physical < ?1 OR (physical = ?1 AND counter < ?2))",
-    )
-    .bind(p)
-    .bind(c)
-    .execute(conn)
-    .await
-    .map_err(StoreError::sql("merging a remote clock stamp"))?;
-    Ok(done.rows_affected() > 0)
-}
-
 async fn set_cursor_in(
     conn: &mut SqliteConnection,
     user: UserId,
@@ -350,6 +335,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Vec<PendingOp>> {
         let depth = self.outbox().depth_case()?;
+        self.fold_oplog().await?;
         let text = format!(
             "SELECT {OP_COLUMNS} FROM sync_outbox \
              WHERE rejected = 0 AND user_id = ? AND (next_retry_ms IS NULL OR next_retry_ms <= ?) \
@@ -370,6 +356,7 @@ impl Store {
     /// The earliest retry time (ms since the epoch) among `user`'s ops waiting for a retry
     /// (not rejected); `None` if none waits.
     pub async fn next_retry_ms(&self, user: UserId) -> Result<Option<i64>> {
+        self.fold_oplog().await?;
         sqlx::query_scalar(
             "SELECT min(next_retry_ms) FROM sync_outbox \
              WHERE rejected = 0 AND user_id = ? AND next_retry_ms IS NOT NULL",
@@ -465,14 +452,14 @@ impl Store {
         cursor: Option<&str>,
     ) -> Result<ApplyReport> {
         let sql = self.table(table)?;
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_outbox_write().await?;
         set_guard(&mut tx, true).await?;
         let report = self.apply_in(&mut tx, &sql, rows).await?;
         if let Some(c) = cursor {
             set_cursor_in(&mut tx, user, table, c).await?;
         }
         if let Some(max) = rows.iter().map(|r| r.hlc).max() {
-            merge_clock_in(&mut tx, max).await?;
+            self.merge_clock_in(&mut tx, max).await?;
         }
         set_guard(&mut tx, false).await?;
         tx.commit()
@@ -485,11 +472,11 @@ impl Store {
     /// as the server's row returned with a superseded push outcome).
     pub async fn apply_remote_rows(&self, table: &str, rows: &[PulledRow]) -> Result<ApplyReport> {
         let sql = self.table(table)?;
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_outbox_write().await?;
         set_guard(&mut tx, true).await?;
         let report = self.apply_in(&mut tx, &sql, rows).await?;
         if let Some(max) = rows.iter().map(|r| r.hlc).max() {
-            merge_clock_in(&mut tx, max).await?;
+            self.merge_clock_in(&mut tx, max).await?;
         }
         set_guard(&mut tx, false).await?;
         tx.commit()
@@ -760,7 +747,7 @@ impl Store {
         }
         let json = serde_json::to_string(&keys).map_err(|e| bad_op_row(e.to_string()))?;
         let mut report = ApplyReport::default();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_outbox_write().await?;
         set_guard(&mut tx, true).await?;
         let done = sqlx::query(&format!(
             "DELETE FROM {t} WHERE rowid IN (SELECT x.rowid FROM {t} x \
@@ -805,7 +792,7 @@ impl Store {
     /// since it was pushed (its stamp changed) is left alone: the newer edit still has to go.
     pub async fn settle_push(&self, outcomes: &[Settlement]) -> Result<SettleReport> {
         let mut report = SettleReport::default();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_outbox_write().await?;
         set_guard(&mut tx, true).await?;
         let mut max_seen: Option<Hlc> = None;
         // Applied ops go in one statement (a push of N ops must not cost N statements).
@@ -898,7 +885,7 @@ impl Store {
             }
         }
         if let Some(max) = max_seen {
-            merge_clock_in(&mut tx, max).await?;
+            self.merge_clock_in(&mut tx, max).await?;
         }
         set_guard(&mut tx, false).await?;
         tx.commit()
@@ -943,17 +930,12 @@ impl Store {
     /// a newer stamp. The clock only moves forward. Returns true if it moved.
     pub async fn merge_remote_clock(&self, seen: Hlc) -> Result<bool> {
         let mut conn = self.write_conn().await?;
-        merge_clock_in(&mut conn, seen).await
+        self.merge_clock_in(&mut conn, seen).await
     }
 
     /// The device clock's newest stamp.
     pub async fn clock_stamp(&self) -> Result<Hlc> {
-        let text: String = sqlx::query_scalar(&format!("SELECT {}", crate::schema::STAMP))
-            .fetch_one(self.reader_pool())
-            .await
-            .map_err(StoreError::sql("reading the clock"))?;
-        text.parse()
-            .map_err(|e: luma_model::HlcParseError| bad_op_row(e.to_string()))
+        crate::oplog::read_floor_from(self.reader_pool()).await
     }
 
     /// Drops an op without pushing it, so the next pull restores the remote version: for an
@@ -962,7 +944,7 @@ impl Store {
     /// cursors of the op's table and its descendants are reset for every user.
     pub async fn discard_op(&self, id: OpId) -> Result<DiscardReport> {
         let mut report = DiscardReport::default();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_outbox_write().await?;
         let row = sqlx::query(&format!(
             "SELECT {OP_COLUMNS} FROM sync_outbox WHERE seq = ?"
         ))
@@ -1019,7 +1001,7 @@ impl Store {
     pub async fn purge_discarded(&self) -> Result<ApplyReport> {
         let mut report = ApplyReport::default();
         let specs = self.synced_tables()?;
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_outbox_write().await?;
         set_guard(&mut tx, true).await?;
         for spec in specs.iter().rev() {
             let done = sqlx::query(&format!(
@@ -1051,7 +1033,7 @@ impl Store {
     /// or stamps (the adopted ops push the filled rows). Returns how many ops were adopted.
     pub async fn adopt_anonymous_ops(&self, user: UserId) -> Result<u64> {
         let specs = self.synced_tables()?;
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_outbox_write().await?;
         set_guard(&mut tx, true).await?;
         for spec in &specs {
             if spec.column("uid").is_none() {

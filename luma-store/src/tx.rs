@@ -39,25 +39,25 @@ impl StoreTx {
     /// Inserts a record.
     pub async fn create<T: Record>(&mut self, record: &T) -> Result<()> {
         let sql = self.store.table(T::SPEC.name)?;
-        repo::insert(&mut self.tx, &sql, record).await
+        repo::insert(&self.store, &mut self.tx, &sql, record).await
     }
 
     /// Inserts many records.
     pub async fn create_many<T: Record>(&mut self, records: &[T]) -> Result<usize> {
         let sql = self.store.table(T::SPEC.name)?;
-        repo::insert_many(&mut self.tx, &sql, records).await
+        repo::insert_many(&self.store, &mut self.tx, &sql, records).await
     }
 
     /// Inserts or replaces a record.
     pub async fn upsert<T: Record>(&mut self, record: &T) -> Result<()> {
         let sql = self.store.table(T::SPEC.name)?;
-        repo::upsert(&mut self.tx, &sql, record).await
+        repo::upsert(&self.store, &mut self.tx, &sql, record).await
     }
 
     /// Replaces an existing record.
     pub async fn update<T: Record>(&mut self, record: &T) -> Result<()> {
         let sql = self.store.table(T::SPEC.name)?;
-        repo::update(&mut self.tx, &sql, record).await
+        repo::update(&self.store, &mut self.tx, &sql, record).await
     }
 
     /// Deletes a record (and its children).

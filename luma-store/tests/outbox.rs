@@ -372,23 +372,43 @@ async fn keys_are_immutable() {
 async fn the_sql_clock_matches_the_model_clock() {
     let store = Store::open_in_memory().await.unwrap();
     // A clock far ahead of the wall clock with a full counter carries into the next ms, the
-    // same rule as `luma_model::Clock::tick`.
-    sqlx::query("UPDATE sync_clock SET physical = 99999999999999, counter = 999999")
-        .execute(store.writer_pool())
-        .await
-        .unwrap();
+    // same rule as `luma_model::Clock::tick`, both for writes through the repositories (the
+    // store's own clock stamps them) and for plain SQL writes (stamped by the trigger in SQL).
+    let ahead = luma_model::Hlc::new(99_999_999_999_999, 999_999, store.site_id());
+    assert!(store.merge_remote_clock(ahead).await.unwrap());
+    let mut model = luma_model::Clock::resume(store.site_id(), ahead);
     store.venues().create(&Venue::new("A")).await.unwrap();
     let op = &ops(&store).await[0];
-    let mut model = luma_model::Clock::resume(
-        store.site_id(),
-        luma_model::Hlc::new(99_999_999_999_999, 999_999, store.site_id()),
-    );
     assert_eq!(op.hlc, model.tick(luma_model::wall_clock_ms()));
     assert_eq!(op.hlc.counter, 0);
-    // The row carries the same stamp as its op.
-    let hlc: String = sqlx::query_scalar("SELECT hlc FROM venues")
-        .fetch_one(store.reader_pool())
+
+    let far = luma_model::Hlc::new(199_999_999_999_999, 999_999, store.site_id());
+    assert!(store.merge_remote_clock(far).await.unwrap());
+    let mut model = luma_model::Clock::resume(store.site_id(), far);
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO venues (id, name, description, created_at, updated_at) \
+         VALUES (?, 'B', '', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+    )
+    .bind(&id)
+    .execute(store.writer_pool())
+    .await
+    .unwrap();
+    let op = store
+        .outbox()
+        .for_record("venues", &luma_model::RecordKey::from_canonical(id.clone()))
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(hlc, op.hlc.to_string());
+    assert_eq!(op.hlc, model.tick(luma_model::wall_clock_ms()));
+    assert_eq!(op.hlc.counter, 0);
+    // The rows carry the same stamps as their ops.
+    for op in ops(&store).await {
+        let hlc: String = sqlx::query_scalar("SELECT hlc FROM venues WHERE id = ?")
+            .bind(op.key.as_str())
+            .fetch_one(store.reader_pool())
+            .await
+            .unwrap();
+        assert_eq!(hlc, op.hlc.to_string());
+    }
 }
