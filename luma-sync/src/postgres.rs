@@ -17,8 +17,9 @@
 //!
 //! **Errors.** Connection failures, pool timeouts, serialization failures (`40001`), deadlocks
 //! (`40P01`) and server shutdowns are [`SyncError::Transient`]; privilege errors (`42501`) and
-//! other refusals are [`SyncError::Permanent`]; an answer that does not parse is
-//! [`SyncError::Protocol`].
+//! other refusals are [`SyncError::Permanent`] (a "not found", `42883`, `42P01` or a function's
+//! `PT404` such as an unknown share code, says `not found: ...`); an answer that does not parse
+//! is [`SyncError::Protocol`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -160,7 +161,8 @@ impl PostgresRemote {
         Ok(out)
     }
 
-    /// Joins the venue with this share code; answers its id.
+    /// Joins the venue with this share code; answers its id. An unknown share code is a
+    /// [`SyncError::Permanent`] "not found" (SQLSTATE `PT404`).
     pub async fn join_venue(&self, token: &AccessToken, share_code: &str) -> Result<String> {
         let out = self
             .call_json(token, "SELECT luma_join_venue($1)", |q| q.bind(share_code))

@@ -17,7 +17,9 @@ pub(crate) enum SqlStateClass {
     Forbidden,
     /// A unique (`23505`) or foreign key (`23503`) violation.
     Conflict,
-    /// An undefined function or table (`42883`, `42P01`).
+    /// An undefined function or table (`42883`, `42P01`), or a function's own "not found"
+    /// (`PT404`, which PostgREST answers with HTTP 404; `luma_join_venue` raises it for an
+    /// unknown share code).
     NotFound,
     /// Any other refusal: retrying the same call fails the same way.
     Refused,
@@ -36,7 +38,9 @@ pub(crate) fn classify_sqlstate(code: &str) -> SqlStateClass {
         "28000" | "28P01" => SqlStateClass::Unauthorized,
         "42501" => SqlStateClass::Forbidden,
         "23505" | "23503" => SqlStateClass::Conflict,
-        "42883" | "42P01" => SqlStateClass::NotFound,
+        // PT404: PostgREST's custom-status SQLSTATE for 404 ("RAISE errors with HTTP Status
+        // Codes" in its Errors docs), raised by the cloud functions for "no such thing".
+        "42883" | "42P01" | "PT404" => SqlStateClass::NotFound,
         _ => SqlStateClass::Refused,
     }
 }
@@ -47,10 +51,11 @@ impl SqlStateClass {
         match self {
             SqlStateClass::Transient => SyncError::transient(message),
             SqlStateClass::Unauthorized => SyncError::unauthorized(message),
-            SqlStateClass::Forbidden
-            | SqlStateClass::Conflict
-            | SqlStateClass::NotFound
-            | SqlStateClass::Refused => SyncError::permanent(message),
+            // Prefixed like the Supabase remote's class ("not found (HTTP 404, PT404): ...").
+            SqlStateClass::NotFound => SyncError::permanent(format!("not found: {message}")),
+            SqlStateClass::Forbidden | SqlStateClass::Conflict | SqlStateClass::Refused => {
+                SyncError::permanent(message)
+            }
         }
     }
 }
@@ -71,7 +76,23 @@ mod tests {
         assert_eq!(classify_sqlstate("23505"), SqlStateClass::Conflict);
         assert_eq!(classify_sqlstate("23503"), SqlStateClass::Conflict);
         assert_eq!(classify_sqlstate("42883"), SqlStateClass::NotFound);
+        assert_eq!(classify_sqlstate("PT404"), SqlStateClass::NotFound);
+        // Other PostgREST custom statuses keep the default: a permanent refusal.
+        assert_eq!(classify_sqlstate("PT402"), SqlStateClass::Refused);
+        assert_eq!(classify_sqlstate("P0002"), SqlStateClass::Refused);
         assert_eq!(classify_sqlstate("22023"), SqlStateClass::Refused);
         assert_eq!(classify_sqlstate("P0001"), SqlStateClass::Refused);
+    }
+
+    #[test]
+    fn not_found_is_permanent_and_says_so() {
+        let e = classify_sqlstate("PT404")
+            .into_error("no venue has this share code (SQLSTATE PT404)".into());
+        assert!(matches!(e, SyncError::Permanent { .. }), "{e:?}");
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "the remote refused the request: not found: no venue has this share code (SQLSTATE PT404)"
+        );
     }
 }

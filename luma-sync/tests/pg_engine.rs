@@ -348,6 +348,63 @@ async fn a_signed_out_session_leads_to_one_refresh_and_joining_a_venue_shows_its
     h.drop().await;
 }
 
+/// An unknown share code: `luma_join_venue` raises SQLSTATE `PT404` (cloud migration 0009;
+/// PostgREST answers it with HTTP 404, where `P0002` was a 500), and `PostgresRemote` answers a
+/// permanent, non-retryable "not found".
+#[tokio::test]
+async fn joining_with_an_unknown_share_code_is_a_permanent_not_found() {
+    let h = PgHarness::new().await;
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let ta = h.remote.sign_in(alice);
+    let mut venue = Venue::new("Coded");
+    venue.share_code = Some("KNOWN001".into());
+    let store = Store::open_in_memory().await.unwrap();
+    store.set_current_user(Some(alice)).await.unwrap();
+    store.venues().create(&venue).await.unwrap();
+    let a = SyncEngine::new(
+        store,
+        h.remote.clone(),
+        Arc::new(StaticToken(Arc::new(ta))),
+        fast_config(),
+    );
+    assert_eq!(a.sync_now().await.unwrap().push.applied, 1);
+
+    // The SQL, called as PostgREST calls it (role and claims set in the transaction).
+    let mut tx = h.remote.pool().begin().await.unwrap();
+    sqlx::query(
+        "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)",
+    )
+    .bind(serde_json::json!({"sub": bob.to_string(), "role": "authenticated"}).to_string())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let err = sqlx::query("SELECT luma_join_venue($1)")
+        .bind("NOSUCH01")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    let db = err.as_database_error().expect("a database error");
+    assert_eq!(db.code().as_deref(), Some("PT404"), "{err}");
+    assert_eq!(db.message(), "no venue has this share code");
+    tx.rollback().await.unwrap();
+
+    // PostgresRemote: a permanent "not found", not retryable; a known code still joins.
+    let tb = h.remote.sign_in(bob);
+    let e = h.remote.join_venue(&tb, "NOSUCH01").await.unwrap_err();
+    assert!(matches!(e, SyncError::Permanent { .. }), "{e:?}");
+    assert!(!e.is_retryable() && !e.is_unauthorized(), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "the remote refused the request: not found: no venue has this share code (SQLSTATE PT404)"
+    );
+    // The venue's real code still joins.
+    assert_eq!(
+        h.remote.join_venue(&tb, "KNOWN001").await.unwrap(),
+        venue.id.to_string()
+    );
+    h.drop().await;
+}
+
 /// On the real server: a device that already pulled receives a venue's older rows after its
 /// user joins by share code, and loses them after leaving, except a row with an unpushed
 /// edit, whose op is then refused and listed (not dropped).

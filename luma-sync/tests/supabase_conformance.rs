@@ -169,13 +169,21 @@ async fn engine_syncs_through_http_and_errors_keep_their_class() {
             .await
             .unwrap_err();
         assert!(matches!(e, SyncError::Permanent { .. }), "{e:?}");
-        // P0002 (no venue has this share code) -> 400 -> permanent.
+        // PT404 (no venue has this share code, cloud migration 0009) -> 404 -> a permanent
+        // "not found", asked once (P0002 before 0009 was a 500).
+        let before = h.server.requests();
         let e = h
             .remote
             .join_venue(&other_token, "no-such-code")
             .await
             .unwrap_err();
         assert!(matches!(e, SyncError::Permanent { .. }), "{e:?}");
+        assert!(!e.is_retryable(), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "the remote refused the request: not found (HTTP 404, PT404): no venue has this share code"
+        );
+        assert_eq!(h.server.requests(), before + 1);
         // A token the server does not accept -> 401 PGRST301 -> unauthorized.
         let forged = AccessToken::new(user, "forged");
         let e = h.remote.watermark(&forged).await.unwrap_err();

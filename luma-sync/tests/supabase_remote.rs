@@ -11,7 +11,7 @@ use luma_model::{
     Hlc, OpKind, PatternFilter, PatternId, PatternTab, Record, RecordKey, UserId, Venue,
 };
 use luma_store::Store;
-use luma_sync::supabase::{RetryPolicy, SupabaseConfig, SupabaseRemote};
+use luma_sync::supabase::{ErrorClass, HttpError, RetryPolicy, SupabaseConfig, SupabaseRemote};
 use luma_sync::{
     AccessToken, Change, Outcome, PullRequest, Remote, SearchRequest, StaticToken, SyncConfig,
     SyncEngine, SyncError, Watermark,
@@ -353,7 +353,8 @@ async fn error_answers_map_to_their_class_and_only_transient_ones_are_retried() 
             Kind::Transient,
             3,
         ),
-        // PostgREST answers 500 for P0002 (no_data_found) raised by a function: a refusal.
+        // PostgREST answers 500 for P0002 (no_data_found) raised by a function: a refusal (what
+        // `luma_join_venue` raised for an unknown share code before cloud migration 0009).
         (
             500,
             postgrest("P0002", "no venue has this share code"),
@@ -396,6 +397,43 @@ async fn error_answers_map_to_their_class_and_only_transient_ones_are_retried() 
         assert_eq!(e.is_retryable(), expected == Kind::Transient, "{e}");
         server.verify().await;
     }
+}
+
+/// An unknown share code: since cloud migration 0009 `luma_join_venue` raises SQLSTATE
+/// `PT404`, which PostgREST answers with HTTP 404 and its error body ("RAISE errors with HTTP
+/// Status Codes" in its Errors docs). That is a permanent "not found": one request, no retry.
+#[tokio::test]
+async fn join_venue_with_an_unknown_share_code_is_a_permanent_not_found_after_one_request() {
+    let server = MockServer::start().await;
+    rpc("luma_join_venue", json!({"p_code": "NOSUCH01"}))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "code": "PT404",
+            "message": "no venue has this share code",
+            "details": null,
+            "hint": null
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let e = remote(&server)
+        .join_venue(&token(), "NOSUCH01")
+        .await
+        .unwrap_err();
+    assert_eq!(kind(&e, "not found"), Kind::Permanent("not found"), "{e}");
+    assert!(!e.is_retryable() && !e.is_unauthorized(), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "the remote refused the request: not found (HTTP 404, PT404): no venue has this share code"
+    );
+    let http = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<HttpError>())
+        .expect("the HTTP error as the source");
+    assert_eq!(http.class(), ErrorClass::NotFound);
+    assert_eq!(http.status(), Some(404));
+    assert_eq!(http.code(), Some("PT404"));
+    assert!(!http.is_retryable());
+    server.verify().await;
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -9,9 +9,11 @@
 //!    unauthorized, `PGRST1xx` bad request, `PGRST2xx` (schema cache) not found.
 //! 3. A SQLSTATE `code` (the same families as [`PostgresRemote`](crate::PostgresRemote)):
 //!    `40001`/`40P01`/`08*`/`53*`/`57P*` transient, `42501` forbidden, `23505`/`23503`
-//!    conflict, `42883` not found; any other SQLSTATE on a 5xx is a bad request (PostgREST
-//!    answers 500 for refusals such as `P0002`), except the system classes `58*`, `XX*`,
-//!    `F0*`, `HV*`, which stay transient.
+//!    conflict, `42883` and `PT404` not found (`PT404` is the custom-status code a function
+//!    raises for a 404, e.g. `luma_join_venue` for an unknown share code since migration 0009);
+//!    any other SQLSTATE on a 5xx is a bad request (PostgREST answers 500 for refusals such as
+//!    `P0002`, which servers before 0009 raise for an unknown share code), except the system
+//!    classes `58*`, `XX*`, `F0*`, `HV*`, which stay transient.
 //! 4. The status: 408, 429 and 5xx transient, 403 forbidden, 404 not found, 409 conflict,
 //!    other 4xx bad request.
 
@@ -40,7 +42,7 @@ pub enum ErrorClass {
     Transient,
     /// The request is malformed or breaks a rule (400, `PGRST1xx`, `P0001`). Permanent.
     BadRequest,
-    /// No such function or resource (404, `42883`, `PGRST2xx`). Permanent.
+    /// No such function or resource (404, `42883`, `PT404`, `PGRST2xx`). Permanent.
     NotFound,
     /// The answer is not what the protocol allows (not JSON, wrong shape). Nothing was applied
     /// by the client.
@@ -291,6 +293,9 @@ mod tests {
         assert_eq!(c(400, Some("P0001")), ErrorClass::BadRequest);
         assert_eq!(c(400, Some("22023")), ErrorClass::BadRequest);
         assert_eq!(c(404, Some("42883")), ErrorClass::NotFound);
+        assert_eq!(c(404, Some("PT404")), ErrorClass::NotFound);
+        // The SQLSTATE decides before the status, as for the other codes.
+        assert_eq!(c(500, Some("PT404")), ErrorClass::NotFound);
         assert_eq!(c(429, None), ErrorClass::Transient);
         assert_eq!(c(500, Some("P0002")), ErrorClass::BadRequest);
         assert_eq!(c(500, Some("XX000")), ErrorClass::Transient);

@@ -66,7 +66,8 @@ impl SupabaseRemote {
         Ok(answer.json::<Value>(function)?)
     }
 
-    /// Joins the venue with this share code (`luma_join_venue`); answers its id.
+    /// Joins the venue with this share code (`luma_join_venue`); answers its id. An unknown
+    /// share code (HTTP 404, `PT404`) is a [`SyncError::Permanent`] "not found", not retried.
     pub async fn join_venue(&self, token: &AccessToken, share_code: &str) -> Result<String> {
         let out = self
             .rpc(token, "luma_join_venue", json!({ "p_code": share_code }))

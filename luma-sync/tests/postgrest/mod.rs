@@ -168,6 +168,13 @@ fn status_of(code: &str, signed_in: bool) -> StatusCode {
         }
         "42883" | "42P01" => 404,
         "P0001" => 400,
+        // A function's custom status ("RAISE errors with HTTP Status Codes"): PTxyz answers xyz
+        // (PostgREST reads the digits; anything else there is a 500).
+        c if c.starts_with("PT") => c[2..]
+            .parse()
+            .ok()
+            .filter(|n| (100..1000).contains(n))
+            .unwrap_or(500),
         "25006" => 405,
         c if c.starts_with("08") || c.starts_with("53") => 503,
         c if c.starts_with("28") || c.starts_with("0L") || c.starts_with("0P") => 403,
