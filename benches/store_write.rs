@@ -95,7 +95,7 @@ fn fixture(venue: VenueId, i: usize) -> Fixture {
 }
 
 /// Opens a separate SQLite file the way `Store::open` opens its writer: WAL,
-/// `synchronous=NORMAL`, foreign keys on, same busy timeout, one connection.
+/// `synchronous=NORMAL`, foreign keys on, same busy timeout, one connection, no ping before use.
 async fn open_plain(path: &Path) -> SqlitePool {
     let options = SqliteConnectOptions::new()
         .filename(path)
@@ -105,6 +105,7 @@ async fn open_plain(path: &Path) -> SqlitePool {
         .foreign_keys(true)
         .busy_timeout(StoreOptions::default().busy_timeout);
     let pool = SqlitePoolOptions::new()
+        .test_before_acquire(false)
         .max_connections(1)
         .connect_with(options)
         .await

@@ -104,7 +104,11 @@ impl Store {
             path: path.display().to_string(),
             source,
         };
+        // No ping before each use (`test_before_acquire`): an embedded SQLite connection cannot
+        // go stale like a network one, and the ping is a round trip to sqlx's worker thread
+        // that costs as much as the statement it precedes.
         let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(600))
             .connect_with(connect.clone())
@@ -112,6 +116,7 @@ impl Store {
             .map_err(open_err)?;
         migrate(&writer).await?;
         let reader = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(options.max_readers.max(1))
             .connect_with(connect.read_only(true))
             .await
@@ -129,6 +134,7 @@ impl Store {
             })?
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
