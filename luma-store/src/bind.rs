@@ -50,6 +50,7 @@ pub(crate) fn bind_value<'q>(
 }
 
 /// Binds every column of `row` in spec order.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn bind_all<'q>(
     mut q: SqliteQuery<'q>,
     spec: &TableSpec,

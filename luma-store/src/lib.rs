@@ -32,6 +32,7 @@ mod oplog;
 mod order;
 mod outbox;
 mod pulled_upsert;
+mod record_bind;
 mod repo;
 mod repos;
 pub mod schema;

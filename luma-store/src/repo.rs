@@ -2,11 +2,12 @@
 
 use std::marker::PhantomData;
 
-use luma_model::{Record, RecordKey, Row, TableSpec};
+use luma_model::{Record, RecordKey, TableSpec};
 use sqlx::SqliteConnection;
 
-use crate::bind::{bind_all, bind_key_parts, SqliteQuery};
+use crate::bind::{bind_key_parts, SqliteQuery};
 use crate::error::{Result, StoreError};
+use crate::record_bind::RecordValues;
 use crate::schema::{quote, read_row, TableSql};
 use crate::store::Store;
 
@@ -174,21 +175,14 @@ pub(crate) fn decode_row<T: Record>(row: &sqlx::sqlite::SqliteRow) -> Result<T> 
     Ok(T::from_row(read_row(&T::SPEC, row, 0, false)?)?)
 }
 
-fn row_of<T: Record>(record: &T, touch: bool) -> Result<Row> {
+/// The record's values to bind, after checking its rules (`touch`: `updated_at` becomes now).
+fn values_of<T: Record>(record: &T, touch: bool) -> Result<RecordValues> {
     record.validate()?;
-    let mut row = record.to_row()?;
-    if touch && T::SPEC.column("updated_at").is_some() {
-        row.insert(
-            "updated_at".into(),
-            serde_json::to_value(luma_model::now()).map_err(|source| StoreError::Row {
-                source: luma_model::RowError::Encode {
-                    table: T::SPEC.name,
-                    source,
-                },
-            })?,
-        );
+    let mut values = RecordValues::of(record)?;
+    if touch {
+        values.set(&T::SPEC, "updated_at", &luma_model::now())?;
     }
-    Ok(row)
+    Ok(values)
 }
 
 /// Binds the write's stamp (synced tables only). It is taken while this handle holds the
@@ -209,9 +203,9 @@ async fn insert_or_upsert<T: Record>(
     record: &T,
     replace: bool,
 ) -> Result<()> {
-    let row = row_of(record, false)?;
+    let values = values_of(record, false)?;
     let text = if replace { &sql.upsert } else { &sql.insert };
-    with_stamp(store, sql, bind_all(sqlx::query(text), &sql.spec, &row)?)
+    with_stamp(store, sql, values.bind(sqlx::query(text), &sql.spec)?)
         .execute(conn)
         .await
         .map_err(StoreError::write(T::SPEC.name))?;
@@ -242,11 +236,11 @@ pub(crate) async fn update<T: Record>(
     sql: &TableSql,
     record: &T,
 ) -> Result<()> {
-    let row = row_of(record, true)?;
+    let values = values_of(record, true)?;
     let done = with_stamp(
         store,
         sql,
-        bind_all(sqlx::query(&sql.update), &sql.spec, &row)?,
+        values.bind(sqlx::query(&sql.update), &sql.spec)?,
     )
     .execute(conn)
     .await
@@ -288,7 +282,7 @@ pub(crate) async fn insert_many<T: Record>(
     let per_statement = (MAX_PARAMS / (sql.spec.columns.len() + 1)).clamp(1, BULK_CHUNK);
     let rows = records
         .iter()
-        .map(|r| row_of(r, false))
+        .map(|r| values_of(r, false))
         .collect::<Result<Vec<_>>>()?;
     let full_text = sql.insert_many_sql(per_statement);
     let mut n = 0;
@@ -301,11 +295,11 @@ pub(crate) async fn insert_many<T: Record>(
         let mut q = sqlx::query(&text);
         if sql.spec.is_synced() {
             for (row, stamp) in chunk.iter().zip(store.next_stamps(chunk.len())) {
-                q = bind_all(q, &sql.spec, row)?.bind(stamp.to_string());
+                q = row.bind(q, &sql.spec)?.bind(stamp.to_string());
             }
         } else {
             for row in chunk {
-                q = bind_all(q, &sql.spec, row)?;
+                q = row.bind(q, &sql.spec)?;
             }
         }
         let done = q
