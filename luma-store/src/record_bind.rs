@@ -287,6 +287,15 @@ fn compound<T>() -> std::result::Result<T, Error> {
     Err(Error::Custom("not a scalar".into()))
 }
 
+/// Integer serializers that widen losslessly to `i64`.
+macro_rules! widen_to_i64 {
+    ($($name:ident($t:ty)),*) => {
+        $(fn $name(self, v: $t) -> std::result::Result<Bound, Error> {
+            Ok(Bound::Int(v.into()))
+        })*
+    };
+}
+
 impl ser::Serializer for Scalar {
     type Ok = Bound;
     type Error = Error;
@@ -301,27 +310,15 @@ impl ser::Serializer for Scalar {
     fn serialize_bool(self, v: bool) -> std::result::Result<Bound, Error> {
         Ok(Bound::Bool(v))
     }
-    fn serialize_i8(self, v: i8) -> std::result::Result<Bound, Error> {
-        Ok(Bound::Int(v.into()))
-    }
-    fn serialize_i16(self, v: i16) -> std::result::Result<Bound, Error> {
-        Ok(Bound::Int(v.into()))
-    }
-    fn serialize_i32(self, v: i32) -> std::result::Result<Bound, Error> {
-        Ok(Bound::Int(v.into()))
-    }
-    fn serialize_i64(self, v: i64) -> std::result::Result<Bound, Error> {
-        Ok(Bound::Int(v))
-    }
-    fn serialize_u8(self, v: u8) -> std::result::Result<Bound, Error> {
-        Ok(Bound::Int(v.into()))
-    }
-    fn serialize_u16(self, v: u16) -> std::result::Result<Bound, Error> {
-        Ok(Bound::Int(v.into()))
-    }
-    fn serialize_u32(self, v: u32) -> std::result::Result<Bound, Error> {
-        Ok(Bound::Int(v.into()))
-    }
+    widen_to_i64!(
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32)
+    );
     fn serialize_u64(self, v: u64) -> std::result::Result<Bound, Error> {
         // Above i64::MAX the row path's JSON number decides (and refuses it for an integer
         // column).

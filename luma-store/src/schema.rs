@@ -184,13 +184,14 @@ impl TableSql {
                 param
             }
         };
-        let upsert = if non_key.is_empty() {
-            format!("{insert} ON CONFLICT ({}) DO NOTHING", key_cols.join(", "))
-        } else {
-            let changed: Vec<String> = spec
+        // SQL that is true when the bound values change a synced non-key column of the stored
+        // row (`with_updated_at`: counting `updated_at` too).
+        let changed_sql = |with_updated_at: bool| {
+            let terms: Vec<String> = spec
                 .columns
                 .iter()
                 .filter(|c| !c.local_only && !spec.is_key(c.name))
+                .filter(|c| with_updated_at || c.name != "updated_at")
                 .map(|c| {
                     format!(
                         "{} IS NOT {}",
@@ -199,11 +200,16 @@ impl TableSql {
                     )
                 })
                 .collect();
-            let changed = if changed.is_empty() {
+            if terms.is_empty() {
                 "0".to_string()
             } else {
-                changed.join(" OR ")
-            };
+                terms.join(" OR ")
+            }
+        };
+        let upsert = if non_key.is_empty() {
+            format!("{insert} ON CONFLICT ({}) DO NOTHING", key_cols.join(", "))
+        } else {
+            let changed = changed_sql(true);
             let mut sets: Vec<String> = non_key
                 .iter()
                 .map(|c| format!("{} = {}", quote(c), new_value(c, format!("?{}", n(c)))))
@@ -221,23 +227,7 @@ impl TableSql {
         };
         // `updated_at` only moves when a synced column really changes, so an edit of
         // local-only columns stays local (no op, no new stamp).
-        let changed: Vec<String> = spec
-            .columns
-            .iter()
-            .filter(|c| !c.local_only && !spec.is_key(c.name) && c.name != "updated_at")
-            .map(|c| {
-                format!(
-                    "{} IS NOT {}",
-                    quote(c.name),
-                    new_value(c.name, format!("?{}", n(c.name)))
-                )
-            })
-            .collect();
-        let changed = if changed.is_empty() {
-            "0".to_string()
-        } else {
-            changed.join(" OR ")
-        };
+        let changed = changed_sql(false);
         let mut sets: Vec<String> = non_key
             .iter()
             .map(|c| {
