@@ -70,6 +70,78 @@ async fn upgrade_from_the_previous_migration_set_keeps_data() {
 }
 
 #[tokio::test]
+async fn upgrading_to_the_op_log_keeps_pending_ops_op_ids_and_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("luma.db");
+    // A database of the build before the op log: pending ops lived in sync_outbox only and the
+    // clock (with the op counter) in sync_clock.
+    let before: Vec<_> = MIGRATOR
+        .iter()
+        .filter(|m| m.description != "oplog")
+        .cloned()
+        .collect();
+    assert_eq!(before.len() + 1, MIGRATOR.iter().count());
+    let previous = Migrator {
+        migrations: Cow::Owned(before),
+        ..Migrator::DEFAULT
+    };
+    let site: String;
+    {
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        previous.run(&mut conn).await.unwrap();
+        site = sqlx::query_scalar("SELECT site FROM sync_clock")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE sync_clock SET physical = 99999999999999, counter = 41, next_op = 57")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO venues (id, name, description, created_at, updated_at, hlc) \
+             VALUES ('2f1c1a3e-0000-4000-8000-000000000001', 'Old hall', '', \
+             '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', ?1)",
+        )
+        .bind(format!("099999999999999-000041-{site}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO sync_outbox (tbl, pk, seq, hlc, kind, user_id) \
+             VALUES ('venues', '2f1c1a3e-0000-4000-8000-000000000001', 57, ?1, 'upsert', NULL)",
+        )
+        .bind(format!("099999999999999-000041-{site}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let store = Store::open(&path).await.unwrap();
+    let old_stamp: luma_model::Hlc = format!("099999999999999-000041-{site}").parse().unwrap();
+    let ops = store.outbox().all().await.unwrap();
+    assert_eq!(ops.len(), 1);
+    assert_eq!((ops[0].id.0, ops[0].hlc), (57, old_stamp));
+    assert_eq!(store.clock_stamp().await.unwrap(), old_stamp);
+    // New writes continue after the old clock and the old op ids.
+    let venue = luma_model::Venue::new("New hall");
+    store.venues().create(&venue).await.unwrap();
+    let op = store
+        .outbox()
+        .for_record("venues", &luma_model::RecordKey::from(venue.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(op.id.0 > 57, "{:?}", op.id);
+    assert!(op.hlc > old_stamp);
+    assert_eq!(store.outbox().all().await.unwrap().len(), 2);
+    store.close().await;
+}
+
+#[tokio::test]
 async fn a_database_from_a_newer_build_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("luma.db");
