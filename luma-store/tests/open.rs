@@ -244,6 +244,20 @@ async fn concurrent_writers_never_fail_with_database_is_locked() {
     }
     assert_eq!(a.fixtures().count().await.unwrap(), 4 * 110);
     assert_eq!(b.outbox().pending_count().await.unwrap(), 1 + 4 * 110);
+    // Every write has its own stamp, carried by its row and its op, however the two handles'
+    // writes interleaved (a stamp that is not newer than the database's newest is replaced,
+    // never trusted).
+    let ops = b.outbox().all().await.unwrap();
+    let stamps: std::collections::HashSet<_> = ops.iter().map(|o| o.hlc).collect();
+    assert_eq!(stamps.len(), ops.len());
+    let mismatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM fixtures f JOIN sync_outbox o \
+         ON o.tbl = 'fixtures' AND o.pk = f.id WHERE o.hlc IS NOT f.hlc",
+    )
+    .fetch_one(b.reader_pool())
+    .await
+    .unwrap();
+    assert_eq!(mismatched, 0);
 }
 
 #[tokio::test]
