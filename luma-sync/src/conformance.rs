@@ -624,8 +624,9 @@ pub async fn check_rejections_do_not_stop_the_batch<H: Harness>(h: &H) -> Result
     Ok(())
 }
 
-/// A parent delete tombstones its children with the parent's stamp; a child upsert under a
-/// tombstoned parent is `missing_parent`; a newer upsert revives the parent only.
+/// A parent delete tombstones its children with the parent's stamp or their own, whichever is
+/// newer; a child upsert under a tombstoned parent is `missing_parent`; a newer upsert revives
+/// the parent only.
 pub async fn check_tombstones_and_cascade<H: Harness>(h: &H) -> Result<(), Failure> {
     let a = UserId::new();
     let t = h.sign_in(a).await;
@@ -645,11 +646,13 @@ pub async fn check_tombstones_and_cascade<H: Harness>(h: &H) -> Result<(), Failu
     applied(&push(h, &t, vec![del("venues", &v, hlc(5))]).await?)?;
     let (rows, _) = pull_all(h, &t, "fixtures", None, 100).await?;
     let rows = by_key(&rows);
-    for f in [&f1, &f2] {
+    // Each child's tombstone carries the parent's stamp or the child's own, whichever is
+    // newer: a device holding f2 (written after the delete) must apply it.
+    for (f, stamp) in [(&f1, hlc(5)), (&f2, hlc(9))] {
         let r = rows.get(f.as_str());
         ensure!(
-            r.is_some_and(|r| r.deleted && r.hlc == hlc(5)),
-            "a child of a deleted parent is {r:?} (expected a tombstone with the parent's stamp)"
+            r.is_some_and(|r| r.deleted && r.hlc == stamp),
+            "a child of a deleted parent is {r:?} (expected a tombstone stamped {stamp})"
         );
     }
     let out = push(h, &t, vec![up("fixtures", &new_id(), hlc(6), Row::new())]).await?;

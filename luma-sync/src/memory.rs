@@ -624,7 +624,7 @@ impl State {
     }
 
     /// Tombstones the live children of `table`/`key` (recursively) with the parent's stamp
-    /// `hlc`.
+    /// `hlc` or their own, whichever is newer.
     fn cascade(&mut self, table: &str, key: &str, hlc: Hlc, depth: u8) {
         if depth > 8 {
             return;
@@ -654,11 +654,15 @@ impl State {
                         .collect()
                 })
                 .unwrap_or_default();
-            // The children get the parent's stamp, as the cloud SQL gives them (even a child
-            // written later: a newer upsert of it is then refused as missing_parent).
-            for (k, _, row) in victims {
-                self.record(&child, &k, hlc, true, row);
-                self.cascade(&child, &k, hlc, depth + 1);
+            // Each child gets the parent's stamp or its own, whichever is newer, as the cloud SQL
+            // gives them (migration 0010): a device that holds a child written after the
+            // parent's delete then applies the tombstone, even if the parent is revived before
+            // it pulls. A newer upsert of the child under the deleted parent is refused as
+            // missing_parent.
+            for (k, own, row) in victims {
+                let stamp = own.max(hlc);
+                self.record(&child, &k, stamp, true, row);
+                self.cascade(&child, &k, stamp, depth + 1);
             }
         }
     }

@@ -704,3 +704,31 @@ fn replicas_converge_on_postgres() {
         panic!("{e}");
     }
 }
+
+/// Found by `replicas_converge_to_last_writer_wins` (shrunk): replica 1 deletes venue 1, replica
+/// 2 then adds fixture 0 to it and pushes it before the delete arrives, replica 0 pulls the
+/// fixture, the delete cascades on the server, and replica 2 revives the venue before replica
+/// 0 pulls again. With the cascade stamping the fixture's tombstone with the (older) venue
+/// delete stamp, replica 0 kept its newer fixture and differed from the server for good. The
+/// outcome depends on which writes share a millisecond, so the script runs several times.
+#[tokio::test]
+async fn a_child_written_after_its_parents_delete_goes_when_the_parent_is_revived() {
+    use Step::*;
+    use Write::*;
+    for _ in 0..20 {
+        run_case(
+            &Memory(MemoryRemote::new()),
+            vec![
+                Upsert(0, Venue(1), 0),
+                Upsert(2, Venue(1), 0),
+                Sync(0),
+                Pull(1),
+                Delete(1, Venue(1)),
+                Upsert(2, Fixture(0, 1), 0),
+                Push(2),
+                Upsert(2, Venue(1), 0),
+            ],
+        )
+        .await;
+    }
+}
