@@ -293,13 +293,13 @@ pub(crate) async fn insert_many<T: Record>(
             std::borrow::Cow::Owned(sql.insert_many_sql(chunk.len()))
         };
         let mut q = sqlx::query(&text);
-        if sql.spec.is_synced() {
-            for (row, stamp) in chunk.iter().zip(store.next_stamps(chunk.len())) {
-                q = row.bind(q, &sql.spec)?.bind(stamp.to_string());
-            }
-        } else {
-            for row in chunk {
-                q = row.bind(q, &sql.spec)?;
+        // One stamp per row of a synced table (local-only tables have no stamp column).
+        let n_stamps = if sql.spec.is_synced() { chunk.len() } else { 0 };
+        let mut stamps = store.next_stamps(n_stamps).into_iter();
+        for row in chunk {
+            q = row.bind(q, &sql.spec)?;
+            if let Some(stamp) = stamps.next() {
+                q = q.bind(stamp.to_string());
             }
         }
         let done = q
