@@ -31,6 +31,8 @@
 //! # }).unwrap();
 //! ```
 #![warn(missing_docs)]
+// docs.rs builds with `--cfg docsrs` (see [package.metadata.docs.rs]): items behind a feature show it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use luma_model as model;
 

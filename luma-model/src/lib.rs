@@ -12,6 +12,8 @@
 //! assert!(matches!(fixture.validate(), Err(ValidationError::OutOfRange { field: "address", .. })));
 //! ```
 #![warn(missing_docs)]
+// docs.rs builds with `--cfg docsrs` (see [package.metadata.docs.rs]): items behind a feature show it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Library code never panics on run-time failures and never prints (tests may).
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![warn(clippy::print_stdout, clippy::print_stderr)]

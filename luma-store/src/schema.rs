@@ -296,7 +296,7 @@ impl TableSql {
     /// `DROP` + `CREATE` statements of this table's outbox triggers (empty for local-only
     /// tables, which only get the key guard).
     ///
-    /// A write that brings a fresh stamp (newer than [`FLOOR`], the newest stamp the database
+    /// A write that brings a fresh stamp (newer than `FLOOR`, the newest stamp the database
     /// has seen) costs one append to `sync_oplog` (the `luma_ins_`/`luma_upd_` triggers). Any
     /// other write (plain SQL without a stamp, a stale stamp from a second `Store` on the same
     /// file, every delete) is stamped in SQL after the floor and the row is given that stamp
