@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
-use luma_model::{
+use luma::model::{
     Column, Parent, Record, RecordKey, Scope, Syncable, TableSpec, UserId, Venue, VenueId,
 };
-use luma_store::{PluginMigration, Store};
-use luma_sync::{MemoryRemote, StaticToken, SyncConfig, SyncEngine};
+use luma::store::{PluginMigration, Store};
+use luma::sync::{MemoryRemote, StaticToken, SyncConfig, SyncEngine};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

@@ -14,9 +14,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use luma_model::{Fixture, UserId, Venue};
-use luma_store::Store;
-use luma_sync::{PostgresAdmin, PostgresRemote, Remote, StaticToken, SyncConfig, SyncEngine};
+use luma::model::{Fixture, UserId, Venue};
+use luma::store::Store;
+use luma::sync::{PostgresAdmin, PostgresRemote, Remote, StaticToken, SyncConfig, SyncEngine};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 

@@ -17,10 +17,10 @@
 
 use std::sync::Arc;
 
-use luma_model::Venue;
-use luma_store::{SecretString, StateStore, Store};
-use luma_sync::supabase::{SupabaseConfig, SupabaseRemote, SupabaseSession};
-use luma_sync::{SyncConfig, SyncEngine};
+use luma::model::Venue;
+use luma::store::{SecretString, StateStore, Store};
+use luma::sync::supabase::{SupabaseConfig, SupabaseRemote, SupabaseSession};
+use luma::sync::{SyncConfig, SyncEngine};
 
 const VARS: [&str; 4] = [
     "SUPABASE_URL",

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use luma_model::{Fixture, UserId, Venue};
-use luma_store::Store;
-use luma_sync::{MemoryRemote, StaticToken, SyncConfig, SyncEngine};
+use luma::model::{Fixture, UserId, Venue};
+use luma::store::Store;
+use luma::sync::{MemoryRemote, StaticToken, SyncConfig, SyncEngine};
 
 async fn device(remote: &MemoryRemote, user: UserId) -> SyncEngine<Store, MemoryRemote> {
     let store = Store::open_in_memory().await.expect("open store");

@@ -12,6 +12,9 @@
 //! | `sync`     | `luma-sync`  | `sync`            | the sync engine, remotes and the cloud SQL       |
 //! | `files`    | `luma-files` | `files`           | blob stores, file transfer queue, album art      |
 //!
+//! More features: `supabase` (the Supabase remote and auth session, over HTTP), `testing`
+//! (`MemoryRemote` with fault injection and the conformance suite), `full` (all of them).
+//!
 //! The [`prelude`] re-exports the types most code touches.
 //!
 //! ```
@@ -49,7 +52,9 @@ pub use luma_files as files;
 ///
 /// Records and their ids, the [`Record`](crate::model::Record) and
 /// [`Syncable`](crate::model::Syncable) traits, clock and outbox types, and (with the `store`
-/// feature) the store, its repositories and its error.
+/// feature) the store, its repositories and its error; with `sync` the engine, its config,
+/// status and error, the `Remote` trait, `PostgresRemote` and the token types; with `supabase`
+/// the Supabase remote and session; with `testing` `MemoryRemote` and `FaultConfig`.
 pub mod prelude {
     pub use luma_model::{
         BlendMode, Category, Fixture, FixtureGroup, FixtureGroupId, FixtureGroupMember, FixtureId,
@@ -61,6 +66,18 @@ pub mod prelude {
 
     #[cfg(feature = "store")]
     pub use luma_store::{Outbox, Repo, Settings, Store, StoreError, StoreOptions, StoreTx};
+
+    #[cfg(feature = "sync")]
+    pub use luma_sync::{
+        AccessToken, PostgresRemote, Remote, StaticToken, SyncConfig, SyncEngine, SyncError,
+        SyncStatus, TokenProvider,
+    };
+
+    #[cfg(feature = "supabase")]
+    pub use luma_sync::{SupabaseConfig, SupabaseRemote, SupabaseSession};
+
+    #[cfg(feature = "testing")]
+    pub use luma_sync::{FaultConfig, MemoryRemote};
 }
 
 // The Rust code blocks of the READMEs compile and run as doctests of this crate (`cargo test

@@ -86,6 +86,10 @@ pub use status::{FileStatusFeed, FileTransfers, Phase, Progress, SyncStatus, Tab
 pub use supabase::{SupabaseConfig, SupabaseRemote, SupabaseSession};
 pub use token::{AccessToken, StaticToken, TokenProvider};
 
+/// Re-exported so an app can implement [`Remote`] (for example a wrapper) or [`TokenProvider`]
+/// without depending on `async-trait` itself: `#[luma_sync::async_trait]`.
+pub use async_trait::async_trait;
+
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
