@@ -30,6 +30,7 @@
 
 mod bind;
 mod error;
+mod inspect;
 mod oplog;
 mod order;
 mod outbox;
@@ -45,6 +46,7 @@ mod sync_api;
 mod tx;
 
 pub use error::{Result, StoreError};
+pub use inspect::CursorEntry;
 pub use order::{depths, parents_first};
 pub use outbox::Outbox;
 pub use repo::Repo;
