@@ -70,6 +70,10 @@ async fn device(remote: &MemoryRemote, user: UserId) -> SyncEngine<Store, Memory
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Log lines of the library as RUST_LOG asks (for example RUST_LOG=luma_sync=debug).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let remote = MemoryRemote::new();
     remote.register_table(CueNote::SPEC);
     let user = UserId::new();

@@ -34,6 +34,10 @@ async fn device(remote: &PostgresRemote, user: UserId) -> SyncEngine<Store, Post
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Log lines of the library as RUST_LOG asks (for example RUST_LOG=luma_sync=debug).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let url = std::env::args()
         .nth(1)
         .or_else(|| std::env::var("LUMA_TEST_DATABASE_URL").ok())

@@ -22,6 +22,10 @@ use luma::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
+    // Log lines of the library as RUST_LOG asks (for example RUST_LOG=luma_sync=debug).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     // Where luma.db lives: the first argument, or a temporary directory kept until the end.
     let temp;
     let dir: PathBuf = match std::env::args_os().nth(1) {

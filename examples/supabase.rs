@@ -31,6 +31,10 @@ const VARS: [&str; 4] = [
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Log lines of the library as RUST_LOG asks (for example RUST_LOG=luma_sync=debug).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let missing: Vec<&str> = VARS
         .iter()
         .copied()

@@ -23,6 +23,10 @@ async fn device(remote: &MemoryRemote, user: UserId) -> SyncEngine<Store, Memory
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Log lines of the library as RUST_LOG asks (for example RUST_LOG=luma_sync=debug).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let remote = MemoryRemote::new();
     let user = UserId::new();
     let laptop = device(&remote, user).await;
