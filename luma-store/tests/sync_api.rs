@@ -17,9 +17,10 @@ fn stamp(ms: u64) -> Hlc {
     Hlc::new(ms, 0, remote_site())
 }
 
-/// A far-future stamp: newer than anything the local clock hands out in a test.
+/// A stamp a minute ahead of the wall clock (within the store's default skew bound of five
+/// minutes): newer than anything the local clock hands out in a test.
 fn future(n: u32) -> Hlc {
-    Hlc::new(900_000_000_000_000, n, remote_site())
+    Hlc::new(luma_model::wall_clock_ms() + 60_000, n, remote_site())
 }
 
 fn pulled<T: Record>(rec: &T, hlc: Hlc) -> PulledRow {
