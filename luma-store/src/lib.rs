@@ -47,7 +47,7 @@ pub use error::{Result, StoreError};
 pub use order::{depths, parents_first};
 pub use outbox::Outbox;
 pub use parked::{ParkReason, ParkedRow, DEFAULT_MAX_CLOCK_SKEW};
-pub use repo::Repo;
+pub use repo::{ListReport, Repo, SkippedRow};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::Settings;
 pub use state::{AuthSession, StateStore, STATE_MIGRATOR};

@@ -378,7 +378,9 @@ impl Store {
     /// The payloads of `ops`, in the same order: for an upsert, the row's current synced
     /// columns and stamp (local-only columns are never included); for a delete, no row.
     /// Ops of upserts whose row no longer exists are left out (a newer delete op replaced
-    /// them). One statement per table.
+    /// them). One statement per table. An op whose row cannot be read (for example
+    /// malformed JSON written by hand) is left out too and marked rejected (code `invalid`,
+    /// visible in `pending_errors()`); the other ops are unaffected.
     pub async fn read_push_rows(&self, ops: &[PendingOp]) -> Result<Vec<PushRow>> {
         let mut by_table: HashMap<&str, Vec<&str>> = HashMap::new();
         for op in ops.iter().filter(|o| o.kind == OpKind::Upsert) {
@@ -388,6 +390,7 @@ impl Store {
                 .push(op.key.as_str());
         }
         let mut rows: HashMap<(String, String), (Hlc, Row)> = HashMap::new();
+        let mut unreadable: HashMap<(String, String), String> = HashMap::new();
         for (table, keys) in by_table {
             let sql = self.table(table)?;
             let spec = sql.spec;
@@ -415,9 +418,34 @@ impl Store {
                     // A row without a stamp was never written through the store: skip it.
                     continue;
                 };
-                let row = read_row(&spec, r, 2, true)?;
-                rows.insert((table.to_string(), pk), (hlc, row));
+                match read_row(&spec, r, 2, true) {
+                    Ok(row) => {
+                        rows.insert((table.to_string(), pk), (hlc, row));
+                    }
+                    // One damaged row costs its own op only (see below).
+                    Err(error) => {
+                        unreadable.insert((table.to_string(), pk), error.to_string());
+                    }
+                }
             }
+        }
+        if !unreadable.is_empty() {
+            let settle: Vec<Settlement> = ops
+                .iter()
+                .filter_map(|op| {
+                    let reason =
+                        unreadable.get(&(op.table.clone(), op.key.as_str().to_string()))?;
+                    tracing::warn!(op = %op.id, table = %op.table, key = %op.key, %reason, "the row of a pending op cannot be read: op rejected");
+                    Some(Settlement::Rejected {
+                        id: op.id,
+                        table: op.table.clone(),
+                        key: op.key.clone(),
+                        hlc: op.hlc,
+                        reason: format!("invalid: the local row cannot be read: {reason}"),
+                    })
+                })
+                .collect();
+            self.settle_push(&settle).await?;
         }
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
