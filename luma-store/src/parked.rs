@@ -75,8 +75,8 @@ pub struct ParkedRow {
     pub table: String,
     /// The row's key.
     pub key: RecordKey,
-    /// The pulled row's stamp.
-    pub hlc: Hlc,
+    /// The pulled row's stamp (`None` if it had no text form).
+    pub hlc: Option<Hlc>,
     /// True for a tombstone.
     pub deleted: bool,
     /// Why it is parked.
@@ -161,7 +161,19 @@ impl Store {
         let check = self.row_check(spec.name);
         let mut out = Vec::new();
         for (index, r) in rows.iter().enumerate() {
-            if r.hlc.physical_ms > bound || !r.hlc.is_representable() {
+            if !r.hlc.is_representable() {
+                // Cannot come from a remote (stamps travel as text); a caller's mistake.
+                out.push(ToPark {
+                    index,
+                    reason: ParkReason::Invalid,
+                    message: format!(
+                        "the stamp ({}, {}) has no text form",
+                        r.hlc.physical_ms, r.hlc.counter
+                    ),
+                });
+                continue;
+            }
+            if r.hlc.physical_ms > bound {
                 out.push(ToPark {
                     index,
                     reason: ParkReason::ClockSkew,
@@ -255,7 +267,13 @@ impl Store {
             };
             elems.push(ParkElem {
                 k: r.key.as_str(),
-                h: r.hlc.to_string(),
+                // A stamp without a text form is kept as '' (older than every stamp, so any
+                // version of the key replaces it); it is never re-tried.
+                h: if r.hlc.is_representable() {
+                    r.hlc.to_string()
+                } else {
+                    String::new()
+                },
                 d: u8::from(r.deleted),
                 r: row,
                 c: p.reason.as_str(),
@@ -295,10 +313,16 @@ impl Store {
             let pk: String = r.get("pk");
             let code: String = r.get("reason_code");
             let hlc: String = r.get("hlc");
-            let (Some(reason), Ok(hlc)) = (ParkReason::from_code(&code), hlc.parse::<Hlc>()) else {
-                tracing::warn!(table, key = pk, code, "a parked row this build cannot read");
+            let Some(reason) = ParkReason::from_code(&code) else {
+                tracing::warn!(
+                    table,
+                    key = pk,
+                    code,
+                    "a parked row of a reason this build does not know"
+                );
                 continue;
             };
+            let hlc = hlc.parse::<Hlc>().ok();
             out.push(ParkedRow {
                 table,
                 key: RecordKey::from_canonical(pk),
@@ -368,7 +392,9 @@ impl Store {
                 continue;
             };
             let sql = self.table(spec.name)?;
-            let (applied, max) = self.apply_in(&mut tx, &sql, &rows).await?;
+            let (mut applied, max) = self.apply_in(&mut tx, &sql, &rows).await?;
+            // Rows that stay parked are not newly parked.
+            applied.parked = 0;
             report.merge(applied);
             max_seen = max_seen.max(max);
         }

@@ -69,7 +69,7 @@ async fn a_far_future_row_is_parked_not_merged_and_the_page_and_cursor_go_on() {
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].table, "venues");
     assert_eq!(parked[0].key, RecordKey::from(evil.id));
-    assert_eq!(parked[0].hlc, far_future());
+    assert_eq!(parked[0].hlc, Some(far_future()));
     assert_eq!(parked[0].reason, ParkReason::ClockSkew);
     assert_eq!(
         store.parked_counts().await.unwrap(),
