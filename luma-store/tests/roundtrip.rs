@@ -415,7 +415,10 @@ async fn unknown_enum_text_in_the_database_is_a_typed_error() {
     assert!(store.venues().list().await.unwrap().is_empty());
     let report = store.venues().list_report().await.unwrap();
     assert_eq!(report.skipped.len(), 1);
-    assert_eq!(report.skipped[0].key, luma_model::RecordKey::from(w.venue.id));
+    assert_eq!(
+        report.skipped[0].key,
+        luma_model::RecordKey::from(w.venue.id)
+    );
     assert!(matches!(
         store.venues().get(w.venue.id).await,
         Err(StoreError::Row { .. })
