@@ -215,7 +215,17 @@ impl Store {
                 continue;
             }
             if let Some(check) = check {
+                // A pulled row has no local-only columns: a record type whose local-only field
+                // is not optional reports it missing (serde reports missing fields last, after
+                // every present field decoded), which is no reason to park.
+                let missing_local = |m: &str| {
+                    spec.local_only_columns()
+                        .any(|c| m.contains(&format!("missing field `{c}`")))
+                };
                 if let Err(message) = check(row) {
+                    if missing_local(&message) {
+                        continue;
+                    }
                     out.push(ToPark {
                         index,
                         reason: ParkReason::Invalid,

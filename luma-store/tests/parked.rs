@@ -5,8 +5,11 @@
 
 use std::time::Duration;
 
+use luma_model::{Column, Parent, Scope, Syncable, TableSpec};
 use luma_model::{FixtureGroup, Hlc, Record, RecordKey, SiteId, UserId, Venue};
+use luma_store::PluginMigration;
 use luma_store::{ParkReason, PulledRow, Store};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 fn remote_site() -> SiteId {
@@ -308,4 +311,79 @@ fn reason_codes_round_trip() {
         assert_eq!(ParkReason::from_code(r.as_str()), Some(r));
     }
     assert_eq!(ParkReason::from_code("nope"), None);
+}
+
+/// A plugin record whose local-only field is not optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Marker {
+    id: uuid::Uuid,
+    venue_id: luma_model::VenueId,
+    label: String,
+    pinned: bool,
+}
+
+impl Record for Marker {
+    const SPEC: TableSpec = TableSpec {
+        name: "plugin_markers",
+        columns: &[
+            Column::uuid("id"),
+            Column::uuid("venue_id"),
+            Column::text("label"),
+            Column::bool("pinned").local(),
+        ],
+        key: &["id"],
+        parents: &[Parent::new("venue_id", "venues")],
+        scope: Scope::InVenue { column: "venue_id" },
+    };
+}
+impl Syncable for Marker {}
+
+#[tokio::test]
+async fn a_plugin_row_without_its_local_only_columns_is_not_parked_but_a_bad_one_is() {
+    let store = Store::open_in_memory().await.unwrap();
+    store
+        .register::<Marker>(&[PluginMigration {
+            id: "plugin_markers_0001",
+            sql: "CREATE TABLE plugin_markers (id TEXT PRIMARY KEY NOT NULL, \
+                  venue_id TEXT NOT NULL REFERENCES venues(id) ON DELETE CASCADE, \
+                  label TEXT NOT NULL, pinned INTEGER NOT NULL DEFAULT 0, hlc TEXT)",
+        }])
+        .await
+        .unwrap();
+    let user = UserId::new();
+    let venue = Venue::new("club");
+    store
+        .apply_pulled_page(user, "venues", &[pulled(&venue, soon(0))], None)
+        .await
+        .unwrap();
+    let ok = Marker {
+        id: uuid::Uuid::new_v4(),
+        venue_id: venue.id,
+        label: "ok".into(),
+        pinned: true,
+    };
+    let mut bad = ok.clone();
+    bad.id = uuid::Uuid::new_v4();
+    let mut bad_row = pulled(&bad, soon(2));
+    bad_row
+        .row
+        .as_mut()
+        .unwrap()
+        .insert("label".into(), json!(7));
+    let r = store
+        .apply_pulled_page(
+            user,
+            "plugin_markers",
+            &[pulled(&ok, soon(1)), bad_row],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.upserted, r.parked), (1, 1));
+    let got = store
+        .repo::<Marker>()
+        .get(RecordKey::from_canonical(ok.id.to_string()))
+        .await
+        .unwrap();
+    assert_eq!((got.label.as_str(), got.pinned), ("ok", false));
 }
