@@ -101,6 +101,27 @@ impl Hlc {
             site,
         }
     }
+
+    /// True if the text form of this stamp parses back (its parts are within
+    /// [`MAX_PHYSICAL_MS`] and [`MAX_COUNTER`]).
+    pub fn is_representable(&self) -> bool {
+        self.physical_ms <= MAX_PHYSICAL_MS && self.counter <= MAX_COUNTER
+    }
+
+    /// `(physical_ms, counter)` moved to the nearest pair the text form holds: a counter past
+    /// [`MAX_COUNTER`] carries into the next millisecond, and everything past the largest
+    /// stamp saturates at it.
+    fn clamped(&self) -> (u64, u32) {
+        if self.physical_ms > MAX_PHYSICAL_MS
+            || (self.physical_ms == MAX_PHYSICAL_MS && self.counter > MAX_COUNTER)
+        {
+            (MAX_PHYSICAL_MS, MAX_COUNTER)
+        } else if self.counter > MAX_COUNTER {
+            (self.physical_ms + 1, 0)
+        } else {
+            (self.physical_ms, self.counter)
+        }
+    }
 }
 
 impl fmt::Display for Hlc {
@@ -197,8 +218,9 @@ impl Clock {
     /// A clock for `site` resuming after `last` (for example the newest stamp persisted before
     /// a restart), so stamps stay monotonic even if the wall clock went backwards.
     pub fn resume(site: SiteId, last: Hlc) -> Self {
+        let (physical_ms, counter) = last.clamped();
         Self {
-            last: Hlc::new(last.physical_ms, last.counter, site),
+            last: Hlc::new(physical_ms, counter, site),
         }
     }
 
@@ -213,13 +235,22 @@ impl Clock {
     }
 
     /// A new stamp at wall time `wall_ms`: strictly greater than every stamp this clock has
-    /// handed out or merged.
+    /// handed out or merged, as long as that is possible in the text form.
+    ///
+    /// The clock saturates at the largest stamp the text form holds
+    /// ([`MAX_PHYSICAL_MS`], [`MAX_COUNTER`]): a clock already there hands out that stamp
+    /// again instead of one the parser would refuse. (A store never lets its clock get near
+    /// it: it refuses to merge stamps beyond its clock-skew bound.)
     pub fn tick(&mut self, wall_ms: u64) -> Hlc {
         let wall_ms = wall_ms.min(MAX_PHYSICAL_MS);
         let next = if wall_ms > self.last.physical_ms {
             Hlc::new(wall_ms, 0, self.last.site)
         } else if self.last.counter >= MAX_COUNTER {
-            Hlc::new(self.last.physical_ms + 1, 0, self.last.site)
+            if self.last.physical_ms >= MAX_PHYSICAL_MS {
+                Hlc::new(MAX_PHYSICAL_MS, MAX_COUNTER, self.last.site)
+            } else {
+                Hlc::new(self.last.physical_ms + 1, 0, self.last.site)
+            }
         } else {
             Hlc::new(self.last.physical_ms, self.last.counter + 1, self.last.site)
         };
@@ -233,9 +264,16 @@ impl Clock {
     }
 
     /// Absorbs a stamp seen from elsewhere: every later [`Clock::tick`] is greater than it.
+    ///
+    /// A stamp outside the text form's range (built with [`Hlc::new`] from parts larger than
+    /// [`MAX_PHYSICAL_MS`] or [`MAX_COUNTER`]) is absorbed as the nearest stamp the text
+    /// form holds, so the clock never hands out one the parser refuses. Bounding how far
+    /// ahead of the wall clock a merged stamp may be is the caller's job (the store refuses
+    /// stamps beyond its clock-skew bound before they reach the clock).
     pub fn merge(&mut self, seen: Hlc) {
-        if (seen.physical_ms, seen.counter) > (self.last.physical_ms, self.last.counter) {
-            self.last = Hlc::new(seen.physical_ms, seen.counter, self.last.site);
+        let seen = seen.clamped();
+        if seen > (self.last.physical_ms, self.last.counter) {
+            self.last = Hlc::new(seen.0, seen.1, self.last.site);
         }
     }
 }
@@ -306,6 +344,79 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn extreme_hlc() -> impl Strategy<Value = Hlc> {
+        let physical = prop_oneof![
+            Just(0u64),
+            Just(MAX_PHYSICAL_MS),
+            Just(MAX_PHYSICAL_MS - 1),
+            Just(MAX_PHYSICAL_MS + 1),
+            Just(u64::MAX),
+            0..=MAX_PHYSICAL_MS,
+            any::<u64>(),
+        ];
+        let counter = prop_oneof![
+            Just(0u32),
+            Just(MAX_COUNTER),
+            Just(MAX_COUNTER + 1),
+            Just(9_999_999u32),
+            Just(u32::MAX),
+            any::<u32>(),
+        ];
+        (physical, counter, any::<u64>()).prop_map(|(p, c, s)| Hlc::new(p, c, SiteId(s)))
+    }
+
+    proptest! {
+        /// Whatever a clock is resumed from, merges and ticks, every stamp it hands out parses
+        /// back, and ticks never go backwards.
+        #[test]
+        fn extreme_stamps_never_make_an_unparseable_tick(
+            start in extreme_hlc(),
+            steps in prop::collection::vec(
+                prop_oneof![
+                    prop_oneof![Just(0u64), Just(MAX_PHYSICAL_MS), Just(u64::MAX), any::<u64>()]
+                        .prop_map(Step::Tick),
+                    extreme_hlc().prop_map(Step::Merge),
+                ],
+                1..50,
+            ),
+        ) {
+            let mut clock = Clock::resume(SiteId(3), start);
+            let mut prev: Option<Hlc> = None;
+            for step in steps {
+                match step {
+                    Step::Tick(wall) => {
+                        let stamp = clock.tick(wall);
+                        prop_assert!(stamp.is_representable());
+                        prop_assert_eq!(stamp.to_string().parse::<Hlc>().unwrap(), stamp);
+                        if let Some(p) = prev {
+                            prop_assert!(stamp >= p);
+                        }
+                        prev = Some(stamp);
+                    }
+                    Step::Merge(seen) => clock.merge(seen),
+                }
+                prop_assert!(clock.last().is_representable());
+            }
+        }
+    }
+
+    #[test]
+    fn a_clock_at_the_largest_stamp_saturates() {
+        let mut clock = Clock::resume(SiteId(1), Hlc::new(MAX_PHYSICAL_MS, MAX_COUNTER, SiteId(1)));
+        let next = clock.tick(0);
+        assert_eq!(next, Hlc::new(MAX_PHYSICAL_MS, MAX_COUNTER, SiteId(1)));
+        assert!(next.to_string().parse::<Hlc>().is_ok());
+        let mut clock = Clock::new(SiteId(1));
+        clock.merge(Hlc::new(MAX_PHYSICAL_MS, 9_999_999, SiteId(2)));
+        assert_eq!(
+            clock.tick(5),
+            Hlc::new(MAX_PHYSICAL_MS, MAX_COUNTER, SiteId(1))
+        );
+        let mut clock = Clock::new(SiteId(1));
+        clock.merge(Hlc::new(7, 5_000_000, SiteId(2)));
+        assert_eq!(clock.tick(5), Hlc::new(8, 1, SiteId(1)));
     }
 
     #[test]

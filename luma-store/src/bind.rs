@@ -16,6 +16,23 @@ fn mismatch(spec: &TableSpec, column: &str, kind: ColumnKind, value: &Value) -> 
     }
 }
 
+/// True if [`bind_value`] binds `value` for a column of `kind` (it fails otherwise): the
+/// check run on pulled rows before a page is applied, so one row that cannot be stored is
+/// parked instead of failing its page.
+pub(crate) fn value_fits(kind: ColumnKind, value: Option<&Value>) -> bool {
+    match (kind, value.unwrap_or(&Value::Null)) {
+        (_, Value::Null) | (ColumnKind::Json, _) | (ColumnKind::Bool, Value::Bool(_)) => true,
+        (ColumnKind::Integer, Value::Number(n)) => n.as_i64().is_some(),
+        (ColumnKind::Real, Value::Number(n)) => n.as_f64().is_some_and(f64::is_finite),
+        (ColumnKind::Blob, Value::String(s)) => {
+            s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+        (ColumnKind::Uuid | ColumnKind::Text | ColumnKind::Timestamp, Value::String(_)) => true,
+        (ColumnKind::Integer, Value::Bool(_)) => true,
+        _ => false,
+    }
+}
+
 /// Binds `value` for a column of `kind`.
 pub(crate) fn bind_value<'q>(
     q: SqliteQuery<'q>,

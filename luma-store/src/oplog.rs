@@ -14,8 +14,18 @@ use luma_model::Hlc;
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::error::{Result, StoreError};
-use crate::schema::FLOOR;
+use crate::schema::{quote, FLOOR};
 use crate::store::Store;
+
+/// A GLOB pattern matching exactly the text form of a stamp.
+fn stamp_glob() -> String {
+    format!(
+        "{}-{}-{}",
+        "[0-9]".repeat(15),
+        "[0-9]".repeat(6),
+        "[0-9a-fA-F]".repeat(16)
+    )
+}
 
 /// Whether the log holds ops that have not been folded into the outbox.
 const HAS_UNFOLDED: &str = "SELECT EXISTS (SELECT 1 FROM sync_oplog WHERE kind <> 'floor')";
@@ -149,12 +159,20 @@ impl Store {
     }
 
     /// Records `seen` (a stamp from elsewhere) as the clock's floor if it is newer, so every
-    /// later local write gets a newer stamp. Returns true if the clock moved.
+    /// later local write gets a newer stamp. Returns true if the clock moved; a stamp beyond
+    /// the clock-skew bound ([`Store::max_clock_skew`]) is not merged (false).
     pub(crate) async fn merge_clock_in(
         &self,
         conn: &mut SqliteConnection,
         seen: Hlc,
     ) -> Result<bool> {
+        // A stamp beyond the clock-skew bound is never absorbed: the device clock would be
+        // dragged along (and, near the end of the text form's range, could not tick). Pulled
+        // rows so stamped are parked before they get here; this guards every other path.
+        if !seen.is_representable() || seen.physical_ms > self.stamp_bound_ms() {
+            tracing::warn!(stamp = %seen, "a remote stamp beyond the clock-skew bound was not merged into the clock");
+            return Ok(false);
+        }
         // The floor carries this device's site: a local stamp at the same (time, counter) as
         // a remote one is not newer, the next tick is.
         let seen = Hlc::new(seen.physical_ms, seen.counter, self.inner.site);
@@ -168,5 +186,141 @@ impl Store {
         .await
         .map_err(StoreError::sql("merging a remote clock stamp"))?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+impl Store {
+    /// Repairs a clock poisoned by an older build, which merged remote stamps without a
+    /// bound: if the clock's floor, or the stamp of a pending op, is unparseable or beyond
+    /// the clock-skew bound, then in one transaction
+    ///
+    /// - the op log is folded into the outbox;
+    /// - every pending op so stamped gets a fresh stamp from a clock restarted at the newest
+    ///   sane stamp the database holds (and the wall clock), and so does its row (the op keeps
+    ///   its id; its failure state is cleared, so a rejection caused by the bad stamp is
+    ///   retried);
+    /// - rows of synced tables whose stamp does not parse at all (written by the overflowed
+    ///   clock) get a fresh stamp too;
+    /// - the floor is reset to the restarted clock.
+    ///
+    /// Rows stamped far ahead but parseable and without a pending op (remote writes applied
+    /// by the older build) keep their stamp: the server holds the same version.
+    /// Nothing happens (one statement) when the clock is sane.
+    pub(crate) async fn repair_clock(&self) -> Result<()> {
+        let glob = stamp_glob();
+        let bound = format!(
+            "{:015}",
+            self.stamp_bound_ms().min(luma_model::MAX_PHYSICAL_MS)
+        );
+        let bad = |col: &str| format!("({col} NOT GLOB ?1 OR substr({col}, 1, 15) > ?2)");
+        let poisoned: bool = sqlx::query_scalar(&format!(
+            "SELECT NOT EXISTS (SELECT 1 FROM sync_oplog) \
+             OR EXISTS (SELECT 1 FROM sync_oplog WHERE {}) \
+             OR EXISTS (SELECT 1 FROM sync_outbox WHERE {})",
+            bad("hlc"),
+            bad("hlc")
+        ))
+        .bind(&glob)
+        .bind(&bound)
+        .fetch_one(self.writer_pool())
+        .await
+        .map_err(StoreError::sql("checking the clock"))?;
+        if !poisoned {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        crate::sync_api::set_guard(&mut tx, true).await?;
+        for statement in FOLD {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sql("folding the op log into the outbox"))?;
+        }
+        // Restart the clock at the newest sane stamp of the outbox and the synced tables.
+        let mut clock = luma_model::Clock::new(self.inner.site);
+        let specs = self.synced_tables()?;
+        let sane = |table: &str| {
+            format!("SELECT max(hlc) FROM {table} WHERE hlc GLOB ?1 AND substr(hlc, 1, 15) <= ?2")
+        };
+        let mut sources = vec![sane("sync_outbox")];
+        sources.extend(specs.iter().map(|s| sane(&quote(s.name))));
+        for text in &sources {
+            let newest: Option<String> = sqlx::query_scalar(text)
+                .bind(&glob)
+                .bind(&bound)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::sql("repairing the clock"))?;
+            if let Some(h) = newest.and_then(|h| h.parse::<Hlc>().ok()) {
+                clock.merge(h);
+            }
+        }
+        let wall = luma_model::wall_clock_ms();
+        let ops: Vec<(String, String, String)> = sqlx::query_as(&format!(
+            "SELECT tbl, pk, kind FROM sync_outbox WHERE {} ORDER BY seq",
+            bad("hlc")
+        ))
+        .bind(&glob)
+        .bind(&bound)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::sql("repairing the clock"))?;
+        for (table, pk, kind) in &ops {
+            let stamp = clock.tick(wall).to_string();
+            sqlx::query(
+                "UPDATE sync_outbox SET hlc = ?, attempts = 0, last_error = NULL, rejected = 0, \
+                 next_retry_ms = NULL WHERE tbl = ? AND pk = ?",
+            )
+            .bind(&stamp)
+            .bind(table)
+            .bind(pk)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::sql("re-stamping a pending op"))?;
+            if kind == "upsert" {
+                if let Ok(sql) = self.table(table) {
+                    let t = quote(sql.spec.name);
+                    sqlx::query(&format!(
+                        "UPDATE {t} SET hlc = ?1 WHERE {}",
+                        crate::sync_api::key_match(&sql.spec, &t, "?2")
+                    ))
+                    .bind(&stamp)
+                    .bind(pk)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sql("re-stamping a row"))?;
+                }
+            }
+        }
+        let stamp = clock.tick(wall).to_string();
+        let mut rows = 0;
+        for spec in &specs {
+            rows += sqlx::query(&format!(
+                "UPDATE {} SET hlc = ?1 WHERE hlc IS NOT NULL AND hlc <> '' AND hlc NOT GLOB ?2",
+                quote(spec.name)
+            ))
+            .bind(&stamp)
+            .bind(&glob)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::sql("re-stamping rows"))?
+            .rows_affected();
+        }
+        sqlx::query("INSERT INTO sync_oplog (tbl, pk, hlc, kind) VALUES ('', '', ?, 'floor')")
+            .bind(clock.last().to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::sql("resetting the clock"))?;
+        crate::sync_api::set_guard(&mut tx, false).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::sql("repairing the clock"))?;
+        tracing::warn!(
+            ops = ops.len(),
+            rows,
+            floor = %clock.last(),
+            "repaired a clock poisoned by a far-future stamp: pending ops re-stamped"
+        );
+        Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 
 use luma_model::{Record, RecordKey, TableSpec};
-use sqlx::SqliteConnection;
+use sqlx::{Row as _, SqliteConnection};
 
 use crate::bind::{bind_key_parts, SqliteQuery};
 use crate::error::{Result, StoreError};
@@ -117,9 +117,18 @@ impl<'s, T: Record> Repo<'s, T> {
         row.map(|r| decode_row::<T>(&r)).transpose()
     }
 
-    /// Every record of the table, in key order.
+    /// Every record of the table, in key order. A row that does not decode into `T` (for
+    /// example a value written by another version of the app) is left out and logged
+    /// (`tracing::warn!` with its table and key) instead of failing the whole list; use
+    /// [`Repo::list_report`] to learn which rows were left out, and [`Repo::get`] to see why
+    /// one does not decode.
     pub async fn list(&self) -> Result<Vec<T>> {
         self.select("", Vec::new()).await
+    }
+
+    /// [`Repo::list`], with the rows that do not decode reported instead of only logged.
+    pub async fn list_report(&self) -> Result<ListReport<T>> {
+        self.select_report("", Vec::new()).await
     }
 
     /// The records whose `column` equals `value`, in key order. The column must belong to the
@@ -146,7 +155,18 @@ impl<'s, T: Record> Repo<'s, T> {
             .map_err(StoreError::sql("counting records"))
     }
 
+    /// The records matching `filter`, in key order; rows that do not decode are left out
+    /// (and logged).
     pub(crate) async fn select(&self, filter: &str, params: Vec<String>) -> Result<Vec<T>> {
+        Ok(self.select_report(filter, params).await?.records)
+    }
+
+    /// The records matching `filter`, in key order, and the rows that do not decode.
+    pub(crate) async fn select_report(
+        &self,
+        filter: &str,
+        params: Vec<String>,
+    ) -> Result<ListReport<T>> {
         let sql = self.sql()?;
         let order = T::SPEC
             .key
@@ -154,9 +174,12 @@ impl<'s, T: Record> Repo<'s, T> {
             .map(|k| quote(k))
             .collect::<Vec<_>>()
             .join(", ");
+        // The record key goes last (decoding reads the columns from index 0), so a row that
+        // does not decode can still be named.
         let text = format!(
-            "SELECT {} FROM {} {filter} ORDER BY {order}",
+            "SELECT {}, {} AS \"$key\" FROM {} {filter} ORDER BY {order}",
             sql.select_columns,
+            crate::schema::key_expr(&T::SPEC, &quote(T::SPEC.name)),
             quote(T::SPEC.name)
         );
         let mut q = sqlx::query(&text);
@@ -167,8 +190,44 @@ impl<'s, T: Record> Repo<'s, T> {
             .fetch_all(self.store.reader_pool())
             .await
             .map_err(StoreError::sql("listing records"))?;
-        rows.iter().map(decode_row::<T>).collect()
+        let mut report = ListReport {
+            records: Vec::with_capacity(rows.len()),
+            skipped: Vec::new(),
+        };
+        for r in &rows {
+            match decode_row::<T>(r) {
+                Ok(record) => report.records.push(record),
+                Err(error) => {
+                    let key: String = r.try_get("$key").unwrap_or_default();
+                    tracing::warn!(table = T::SPEC.name, key, %error, "a row that does not decode was left out of a list");
+                    report.skipped.push(SkippedRow {
+                        key: RecordKey::from_canonical(key),
+                        reason: error.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(report)
     }
+}
+
+/// What [`Repo::list_report`] read: the records, and the rows left out because they do not
+/// decode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListReport<T> {
+    /// The records that decode, in key order.
+    pub records: Vec<T>,
+    /// The rows that do not decode.
+    pub skipped: Vec<SkippedRow>,
+}
+
+/// A row left out of a list because it does not decode into its record type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRow {
+    /// The row's key.
+    pub key: RecordKey,
+    /// Why it does not decode.
+    pub reason: String,
 }
 
 pub(crate) fn decode_row<T: Record>(row: &sqlx::sqlite::SqliteRow) -> Result<T> {

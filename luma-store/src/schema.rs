@@ -22,13 +22,16 @@ pub(crate) const FLOOR: &str = "(SELECT hlc FROM sync_oplog ORDER BY seq DESC LI
 fn ticked_stamp() -> String {
     format!(
         "(SELECT CASE WHEN f.now > f.ph THEN printf('%015d-000000-%s', f.now, c.site) \
+                      WHEN f.ct >= {max} AND f.ph >= {max_ph} \
+                           THEN printf('%015d-%06d-%s', {max_ph}, {max}, c.site) \
                       WHEN f.ct >= {max} THEN printf('%015d-000000-%s', f.ph + 1, c.site) \
                       ELSE printf('%015d-%06d-%s', f.ph, f.ct + 1, c.site) END \
           FROM (SELECT CAST(substr(hlc, 1, 15) AS INTEGER) AS ph, \
                        CAST(substr(hlc, 17, 6) AS INTEGER) AS ct, {NOW_MS} AS now \
                 FROM sync_oplog ORDER BY seq DESC LIMIT 1) AS f, sync_clock AS c \
           WHERE c.id = 1)",
-        max = luma_model::MAX_COUNTER
+        max = luma_model::MAX_COUNTER,
+        max_ph = luma_model::MAX_PHYSICAL_MS
     )
 }
 

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use sqlx::{Row as _, SqlitePool};
 use tokio::sync::watch;
 
 use crate::error::{Result, StoreError};
+use crate::parked::{decode_check, RowCheck};
 use crate::schema::TableSql;
 
 /// The embedded migrations of `luma.db`, applied by [`Store::open`]. Tests and tools reuse
@@ -26,6 +28,8 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// Connections used for reads (file databases only).
     pub max_readers: u32,
+    /// How far ahead of the wall clock a remote stamp may be (see [`Store::max_clock_skew`]).
+    pub max_clock_skew: Duration,
 }
 
 impl Default for StoreOptions {
@@ -33,6 +37,7 @@ impl Default for StoreOptions {
         Self {
             busy_timeout: Duration::from_secs(10),
             max_readers: 4,
+            max_clock_skew: crate::parked::DEFAULT_MAX_CLOCK_SKEW,
         }
     }
 }
@@ -46,6 +51,10 @@ pub(crate) struct Inner {
     pub(crate) path: Option<PathBuf>,
     /// Hands out the stamps of this handle's writes (see `oplog.rs`).
     pub(crate) clock: Mutex<Clock>,
+    /// [`Store::max_clock_skew`] in milliseconds.
+    pub(crate) max_skew_ms: AtomicU64,
+    /// How to check that a pulled row of a table decodes (tables registered with a type).
+    pub(crate) checks: RwLock<HashMap<&'static str, RowCheck>>,
 }
 
 /// The local database `luma.db`: the source of truth of the app's data.
@@ -121,7 +130,7 @@ impl Store {
             .connect_with(connect.read_only(true))
             .await
             .map_err(open_err)?;
-        Self::finish(writer, reader, Some(path)).await
+        Self::finish(writer, reader, Some(path), options.max_clock_skew).await
     }
 
     /// Opens a private in-memory database (for tests and examples). It lives as long as the
@@ -147,10 +156,21 @@ impl Store {
                 source,
             })?;
         migrate(&pool).await?;
-        Self::finish(pool.clone(), pool, None).await
+        Self::finish(
+            pool.clone(),
+            pool,
+            None,
+            crate::parked::DEFAULT_MAX_CLOCK_SKEW,
+        )
+        .await
     }
 
-    async fn finish(writer: SqlitePool, reader: SqlitePool, path: Option<PathBuf>) -> Result<Self> {
+    async fn finish(
+        writer: SqlitePool,
+        reader: SqlitePool,
+        path: Option<PathBuf>,
+        max_clock_skew: Duration,
+    ) -> Result<Self> {
         let site_text: String = sqlx::query_scalar("SELECT site FROM sync_clock WHERE id = 1")
             .fetch_one(&writer)
             .await
@@ -169,17 +189,26 @@ impl Store {
                 site,
                 path,
                 clock: Mutex::new(Clock::new(site)),
+                max_skew_ms: AtomicU64::new(
+                    u64::try_from(max_clock_skew.as_millis()).unwrap_or(u64::MAX),
+                ),
+                checks: RwLock::new(HashMap::new()),
             }),
         };
-        let floor = crate::oplog::read_floor_from(store.writer_pool()).await?;
-        store.absorb_stamp(floor);
         let mut tx = store.begin_write().await?;
         for spec in BUILTIN_TABLES {
-            store.install(&mut tx, *spec).await?;
+            store
+                .install(&mut tx, *spec, builtin_check(spec.name))
+                .await?;
         }
         tx.commit()
             .await
             .map_err(StoreError::sql("installing triggers"))?;
+        // A clock poisoned by an older build (a far-future or unparseable stamp) is repaired
+        // before anything reads it.
+        store.repair_clock().await?;
+        let floor = crate::oplog::read_floor_from(store.writer_pool()).await?;
+        store.absorb_stamp(floor);
         tracing::debug!(site = %site, "store opened");
         Ok(store)
     }
@@ -196,15 +225,21 @@ impl Store {
                 message: "a Syncable table needs a scope other than LocalOnly".into(),
             });
         }
-        self.register_spec(spec, migrations).await
+        self.register_spec(spec, migrations, Some(decode_check::<T>))
+            .await
     }
 
     /// Registers a local-only plugin table (no pending ops): migrations and key guard only.
     pub async fn register_local<T: Record>(&self, migrations: &[PluginMigration]) -> Result<()> {
-        self.register_spec(T::SPEC, migrations).await
+        self.register_spec(T::SPEC, migrations, None).await
     }
 
-    async fn register_spec(&self, spec: TableSpec, migrations: &[PluginMigration]) -> Result<()> {
+    async fn register_spec(
+        &self,
+        spec: TableSpec,
+        migrations: &[PluginMigration],
+        check: Option<RowCheck>,
+    ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         for m in migrations {
             let checksum = m.checksum();
@@ -239,7 +274,7 @@ impl Store {
                 }
             }
         }
-        self.install(&mut tx, spec).await?;
+        self.install(&mut tx, spec, check).await?;
         tx.commit()
             .await
             .map_err(StoreError::sql("registering a table"))?;
@@ -247,7 +282,12 @@ impl Store {
     }
 
     /// Checks the table against its spec, installs its triggers and adds it to the registry.
-    async fn install(&self, tx: &mut sqlx::SqliteConnection, spec: TableSpec) -> Result<()> {
+    async fn install(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        spec: TableSpec,
+        check: Option<RowCheck>,
+    ) -> Result<()> {
         let sql = TableSql::new(spec)?;
         let columns: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info(?)")
             .bind(spec.name)
@@ -286,7 +326,23 @@ impl Store {
             .write()
             .map_err(|_| poisoned())?
             .insert(spec.name, Arc::new(sql));
+        if let Some(check) = check {
+            self.inner
+                .checks
+                .write()
+                .map_err(|_| poisoned())?
+                .insert(spec.name, check);
+        }
         Ok(())
+    }
+
+    /// How to check that a pulled row of `table` decodes (`None`: no record type known).
+    pub(crate) fn row_check(&self, table: &str) -> Option<RowCheck> {
+        self.inner
+            .checks
+            .read()
+            .ok()
+            .and_then(|c| c.get(table).copied())
     }
 
     /// The generated SQL of a registered table.
@@ -386,6 +442,29 @@ impl Store {
         }
         self.inner.writer.close().await;
     }
+}
+
+/// The decode check of a built-in table.
+fn builtin_check(table: &str) -> Option<RowCheck> {
+    use luma_model::*;
+    fn of<T: Record>(table: &str) -> Option<RowCheck> {
+        (T::SPEC.name == table).then_some(decode_check::<T> as RowCheck)
+    }
+    of::<Venue>(table)
+        .or_else(|| of::<Fixture>(table))
+        .or_else(|| of::<FixtureGroup>(table))
+        .or_else(|| of::<FixtureGroupMember>(table))
+        .or_else(|| of::<Category>(table))
+        .or_else(|| of::<Pattern>(table))
+        .or_else(|| of::<Implementation>(table))
+        .or_else(|| of::<Track>(table))
+        .or_else(|| of::<TrackBeats>(table))
+        .or_else(|| of::<TrackRoots>(table))
+        .or_else(|| of::<TrackWaveform>(table))
+        .or_else(|| of::<TrackStem>(table))
+        .or_else(|| of::<Score>(table))
+        .or_else(|| of::<TrackScore>(table))
+        .or_else(|| of::<Setting>(table))
 }
 
 fn poisoned() -> StoreError {

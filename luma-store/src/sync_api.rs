@@ -72,12 +72,20 @@ pub struct ApplyReport {
     /// After a full re-pull ([`Store::remove_unreturned`]): rows the pull did not return that
     /// stay because of a pending op (their own or a child's).
     pub kept_unreturned: u64,
+    /// Rows parked instead of applied (see [`Store::parked_rows`]): a stamp too far ahead of
+    /// the device clock, or a value the store cannot store or decode.
+    pub parked: u64,
+    /// Parked rows that left the parked table because a version at least as new arrived (or
+    /// they were re-tried and applied).
+    pub unparked: u64,
     /// Tables whose local rows changed.
     pub changed_tables: Vec<String>,
 }
 
 impl ApplyReport {
-    fn merge(&mut self, other: ApplyReport) {
+    pub(crate) fn merge(&mut self, other: ApplyReport) {
+        self.parked += other.parked;
+        self.unparked += other.unparked;
         self.upserted += other.upserted;
         self.deleted += other.deleted;
         self.skipped_missing_parent += other.skipped_missing_parent;
@@ -190,7 +198,7 @@ pub struct DiscardReport {
 
 /// `alias.k = <pk>` for a single-column key; `alias.k1 = (<pk> ->> '$[0]') AND ...` for a
 /// composite key whose canonical text (a JSON array) is `pk`.
-fn key_match(spec: &TableSpec, alias: &str, pk: &str) -> String {
+pub(crate) fn key_match(spec: &TableSpec, alias: &str, pk: &str) -> String {
     match spec.key {
         [one] => format!("{alias}.{} = {pk}", quote(one)),
         many => many
@@ -266,7 +274,7 @@ fn dropped(row: &sqlx::sqlite::SqliteRow) -> Result<DroppedOp> {
     })
 }
 
-async fn set_guard(conn: &mut SqliteConnection, on: bool) -> Result<()> {
+pub(crate) async fn set_guard(conn: &mut SqliteConnection, on: bool) -> Result<()> {
     let text = if on {
         "INSERT OR IGNORE INTO sync_apply_guard (id) VALUES (1)"
     } else {
@@ -370,7 +378,9 @@ impl Store {
     /// The payloads of `ops`, in the same order: for an upsert, the row's current synced
     /// columns and stamp (local-only columns are never included); for a delete, no row.
     /// Ops of upserts whose row no longer exists are left out (a newer delete op replaced
-    /// them). One statement per table.
+    /// them). One statement per table. An op whose row cannot be read (for example
+    /// malformed JSON written by hand) is left out too and marked rejected (code `invalid`,
+    /// visible in `pending_errors()`); the other ops are unaffected.
     pub async fn read_push_rows(&self, ops: &[PendingOp]) -> Result<Vec<PushRow>> {
         let mut by_table: HashMap<&str, Vec<&str>> = HashMap::new();
         for op in ops.iter().filter(|o| o.kind == OpKind::Upsert) {
@@ -380,6 +390,7 @@ impl Store {
                 .push(op.key.as_str());
         }
         let mut rows: HashMap<(String, String), (Hlc, Row)> = HashMap::new();
+        let mut unreadable: HashMap<(String, String), String> = HashMap::new();
         for (table, keys) in by_table {
             let sql = self.table(table)?;
             let spec = sql.spec;
@@ -407,9 +418,34 @@ impl Store {
                     // A row without a stamp was never written through the store: skip it.
                     continue;
                 };
-                let row = read_row(&spec, r, 2, true)?;
-                rows.insert((table.to_string(), pk), (hlc, row));
+                match read_row(&spec, r, 2, true) {
+                    Ok(row) => {
+                        rows.insert((table.to_string(), pk), (hlc, row));
+                    }
+                    // One damaged row costs its own op only (see below).
+                    Err(error) => {
+                        unreadable.insert((table.to_string(), pk), error.to_string());
+                    }
+                }
             }
+        }
+        if !unreadable.is_empty() {
+            let settle: Vec<Settlement> = ops
+                .iter()
+                .filter_map(|op| {
+                    let reason =
+                        unreadable.get(&(op.table.clone(), op.key.as_str().to_string()))?;
+                    tracing::warn!(op = %op.id, table = %op.table, key = %op.key, %reason, "the row of a pending op cannot be read: op rejected");
+                    Some(Settlement::Rejected {
+                        id: op.id,
+                        table: op.table.clone(),
+                        key: op.key.clone(),
+                        hlc: op.hlc,
+                        reason: format!("invalid: the local row cannot be read: {reason}"),
+                    })
+                })
+                .collect();
+            self.settle_push(&settle).await?;
         }
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
@@ -454,11 +490,11 @@ impl Store {
         let sql = self.table(table)?;
         let mut tx = self.begin_outbox_write().await?;
         set_guard(&mut tx, true).await?;
-        let report = self.apply_in(&mut tx, &sql, rows).await?;
+        let (report, max) = self.apply_in(&mut tx, &sql, rows).await?;
         if let Some(c) = cursor {
             set_cursor_in(&mut tx, user, table, c).await?;
         }
-        if let Some(max) = rows.iter().map(|r| r.hlc).max() {
+        if let Some(max) = max {
             self.merge_clock_in(&mut tx, max).await?;
         }
         set_guard(&mut tx, false).await?;
@@ -474,8 +510,8 @@ impl Store {
         let sql = self.table(table)?;
         let mut tx = self.begin_outbox_write().await?;
         set_guard(&mut tx, true).await?;
-        let report = self.apply_in(&mut tx, &sql, rows).await?;
-        if let Some(max) = rows.iter().map(|r| r.hlc).max() {
+        let (report, max) = self.apply_in(&mut tx, &sql, rows).await?;
+        if let Some(max) = max {
             self.merge_clock_in(&mut tx, max).await?;
         }
         set_guard(&mut tx, false).await?;
@@ -485,11 +521,49 @@ impl Store {
         Ok(report)
     }
 
-    async fn apply_in(
+    /// Applies `rows` of one table on `conn` (under the apply guard). Rows that cannot be
+    /// applied now are parked (see `parked.rs`) in the same transaction; the others follow the
+    /// rules of [`Store::apply_pulled_page`]. Returns the report and the newest stamp among
+    /// the rows not parked (what the clock may absorb).
+    pub(crate) async fn apply_in(
         &self,
         conn: &mut SqliteConnection,
         sql: &TableSql,
         rows: &[PulledRow],
+    ) -> Result<(ApplyReport, Option<Hlc>)> {
+        if rows.is_empty() {
+            return Ok((ApplyReport::default(), None));
+        }
+        let spec = sql.spec;
+        let to_park = self.triage(&spec, rows);
+        // The common case (nothing to park) borrows the page as it is.
+        let accepted: std::borrow::Cow<'_, [PulledRow]> = if to_park.is_empty() {
+            std::borrow::Cow::Borrowed(rows)
+        } else {
+            let skip: HashSet<usize> = to_park.iter().map(|p| p.index).collect();
+            std::borrow::Cow::Owned(
+                rows.iter()
+                    .enumerate()
+                    .filter(|(i, _)| !skip.contains(i))
+                    .map(|(_, r)| r.clone())
+                    .collect(),
+            )
+        };
+        let page = page_json(&accepted, false)?;
+        let (unparked, parked) = self.park_in(conn, spec.name, &page, rows, &to_park).await?;
+        let max = accepted.iter().map(|r| r.hlc).max();
+        let mut report = self.apply_accepted(conn, sql, &accepted, &page).await?;
+        report.parked = parked;
+        report.unparked = unparked;
+        Ok((report, max))
+    }
+
+    async fn apply_accepted(
+        &self,
+        conn: &mut SqliteConnection,
+        sql: &TableSql,
+        rows: &[PulledRow],
+        page: &str,
     ) -> Result<ApplyReport> {
         let mut report = ApplyReport::default();
         if rows.is_empty() {
@@ -497,7 +571,6 @@ impl Store {
         }
         let spec = sql.spec;
         let t = quote(spec.name);
-        let page = page_json(rows, false)?;
         let remote_hlc: HashMap<&str, Hlc> = rows.iter().map(|r| (r.key.as_str(), r.hlc)).collect();
 
         // 1. Local ops the remote state is at least as new as: drop them.
@@ -507,7 +580,7 @@ impl Store {
              RETURNING seq, tbl, pk, hlc, kind"
         ))
         .bind(spec.name)
-        .bind(&page)
+        .bind(page)
         .fetch_all(&mut *conn)
         .await
         .map_err(StoreError::sql("dropping superseded ops"))?;
@@ -550,7 +623,7 @@ impl Store {
                 no_op = no_op(J_KEY),
             );
             let done = sqlx::query(&del)
-                .bind(&page)
+                .bind(page)
                 .execute(&mut *conn)
                 .await
                 .map_err(StoreError::write(spec.name))?;
@@ -825,7 +898,7 @@ impl Store {
                     hlc, table, remote, ..
                 } => {
                     let sql = self.table(table)?;
-                    let applied = self
+                    let (applied, max) = self
                         .apply_in(&mut tx, &sql, std::slice::from_ref(remote))
                         .await?;
                     report.applied.merge(applied);
@@ -838,7 +911,7 @@ impl Store {
                         .execute(&mut *tx)
                         .await
                         .map_err(StoreError::sql("completing ops"))?;
-                    max_seen = Some(max_seen.map_or(remote.hlc, |m| m.max(remote.hlc)));
+                    max_seen = max_seen.max(max);
                 }
                 Settlement::Rejected {
                     table,

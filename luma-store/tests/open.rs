@@ -86,6 +86,8 @@ async fn upgrading_to_the_op_log_keeps_pending_ops_op_ids_and_the_clock() {
         ..Migrator::DEFAULT
     };
     let site: String;
+    // A clock a minute ahead of the wall clock (within the bound on stamps, so it is kept).
+    let ahead = luma_model::wall_clock_ms() + 60_000;
     {
         let mut conn = SqliteConnectOptions::new()
             .filename(&path)
@@ -98,7 +100,8 @@ async fn upgrading_to_the_op_log_keeps_pending_ops_op_ids_and_the_clock() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-        sqlx::query("UPDATE sync_clock SET physical = 99999999999999, counter = 41, next_op = 57")
+        sqlx::query("UPDATE sync_clock SET physical = ?, counter = 41, next_op = 57")
+            .bind(i64::try_from(ahead).unwrap())
             .execute(&mut conn)
             .await
             .unwrap();
@@ -107,7 +110,7 @@ async fn upgrading_to_the_op_log_keeps_pending_ops_op_ids_and_the_clock() {
              VALUES ('2f1c1a3e-0000-4000-8000-000000000001', 'Old hall', '', \
              '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', ?1)",
         )
-        .bind(format!("099999999999999-000041-{site}"))
+        .bind(format!("{ahead:015}-000041-{site}"))
         .execute(&mut conn)
         .await
         .unwrap();
@@ -115,13 +118,13 @@ async fn upgrading_to_the_op_log_keeps_pending_ops_op_ids_and_the_clock() {
             "INSERT INTO sync_outbox (tbl, pk, seq, hlc, kind, user_id) \
              VALUES ('venues', '2f1c1a3e-0000-4000-8000-000000000001', 57, ?1, 'upsert', NULL)",
         )
-        .bind(format!("099999999999999-000041-{site}"))
+        .bind(format!("{ahead:015}-000041-{site}"))
         .execute(&mut conn)
         .await
         .unwrap();
     }
     let store = Store::open(&path).await.unwrap();
-    let old_stamp: luma_model::Hlc = format!("099999999999999-000041-{site}").parse().unwrap();
+    let old_stamp: luma_model::Hlc = format!("{ahead:015}-000041-{site}").parse().unwrap();
     let ops = store.outbox().all().await.unwrap();
     assert_eq!(ops.len(), 1);
     assert_eq!((ops[0].id.0, ops[0].hlc), (57, old_stamp));

@@ -374,7 +374,12 @@ async fn the_sql_clock_matches_the_model_clock() {
     // A clock far ahead of the wall clock with a full counter carries into the next ms, the
     // same rule as `luma_model::Clock::tick`, both for writes through the repositories (the
     // store's own clock stamps them) and for plain SQL writes (stamped by the trigger in SQL).
-    let ahead = luma_model::Hlc::new(99_999_999_999_999, 999_999, store.site_id());
+    // (Ahead, but within the store's bound on remote stamps: a minute, then two.)
+    let ahead = luma_model::Hlc::new(
+        luma_model::wall_clock_ms() + 60_000,
+        999_999,
+        store.site_id(),
+    );
     assert!(store.merge_remote_clock(ahead).await.unwrap());
     let mut model = luma_model::Clock::resume(store.site_id(), ahead);
     store.venues().create(&Venue::new("A")).await.unwrap();
@@ -382,7 +387,11 @@ async fn the_sql_clock_matches_the_model_clock() {
     assert_eq!(op.hlc, model.tick(luma_model::wall_clock_ms()));
     assert_eq!(op.hlc.counter, 0);
 
-    let far = luma_model::Hlc::new(199_999_999_999_999, 999_999, store.site_id());
+    let far = luma_model::Hlc::new(
+        luma_model::wall_clock_ms() + 120_000,
+        999_999,
+        store.site_id(),
+    );
     assert!(store.merge_remote_clock(far).await.unwrap());
     let mut model = luma_model::Clock::resume(store.site_id(), far);
     let id = uuid::Uuid::new_v4().to_string();

@@ -411,8 +411,16 @@ async fn unknown_enum_text_in_the_database_is_a_typed_error() {
         .execute(store.writer_pool())
         .await
         .unwrap();
+    // A list leaves the row out (and reports it) rather than failing whole.
+    assert!(store.venues().list().await.unwrap().is_empty());
+    let report = store.venues().list_report().await.unwrap();
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(
+        report.skipped[0].key,
+        luma_model::RecordKey::from(w.venue.id)
+    );
     assert!(matches!(
-        store.venues().list().await,
+        store.venues().get(w.venue.id).await,
         Err(StoreError::Row { .. })
     ));
 }

@@ -17,9 +17,10 @@ fn stamp(ms: u64) -> Hlc {
     Hlc::new(ms, 0, remote_site())
 }
 
-/// A far-future stamp: newer than anything the local clock hands out in a test.
+/// A stamp a minute ahead of the wall clock (within the store's default skew bound of five
+/// minutes): newer than anything the local clock hands out in a test.
 fn future(n: u32) -> Hlc {
-    Hlc::new(900_000_000_000_000, n, remote_site())
+    Hlc::new(luma_model::wall_clock_ms() + 60_000, n, remote_site())
 }
 
 fn pulled<T: Record>(rec: &T, hlc: Hlc) -> PulledRow {
@@ -402,13 +403,14 @@ async fn rows_without_a_local_parent_are_skipped_and_counted() {
 #[tokio::test]
 async fn clock_merge_only_moves_forward() {
     let store = Store::open_in_memory().await.unwrap();
-    assert!(store.merge_remote_clock(future(5)).await.unwrap());
+    let ahead = future(5);
+    assert!(store.merge_remote_clock(ahead).await.unwrap());
     assert!(!store.merge_remote_clock(stamp(1)).await.unwrap());
     let now = store.clock_stamp().await.unwrap();
-    assert_eq!((now.physical_ms, now.counter), (future(5).physical_ms, 5));
+    assert_eq!((now.physical_ms, now.counter), (ahead.physical_ms, 5));
     store.venues().create(&Venue::new("after")).await.unwrap();
     let op = &store.outbox().all().await.unwrap()[0];
-    assert!(op.hlc > future(5));
+    assert!(op.hlc > ahead);
 }
 
 #[tokio::test]

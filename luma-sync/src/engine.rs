@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use luma_model::{Hlc, OpId, PendingOp};
-use luma_store::{ApplyReport, DiscardReport, PulledRow, Settlement};
+use luma_store::{ApplyReport, DiscardReport, ParkedRow, PulledRow, Settlement};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{broadcast, watch};
@@ -118,6 +118,9 @@ pub struct PushReport {
     pub superseded: u64,
     /// Ops the server rejected (kept; see `pending_errors()`).
     pub rejected: u64,
+    /// Set if the server refused a stamp as too far ahead of its clock (`clock_skew`): those
+    /// ops stay pending and are retried on the backoff; the text is the server's reason.
+    pub clock_skew_error: Option<String>,
 }
 
 /// What one full cycle (pull then push) did.
@@ -251,6 +254,14 @@ impl<L: Local, R: Remote> SyncEngine<L, R> {
         self.core.local.pending_errors().await
     }
 
+    /// Pulled rows parked because they could not be applied when they arrived (a stamp too
+    /// far ahead of this device's clock, a value the store cannot store or decode), with
+    /// their table, key and reason. They are re-tried at the end of every pull and replaced
+    /// by newer versions of the same records; [`SyncStatus::parked`] counts them.
+    pub async fn parked_rows(&self) -> Result<Vec<ParkedRow>> {
+        self.core.local.parked_rows().await
+    }
+
     /// Makes an op due now (clears a rejection).
     pub async fn retry(&self, op: OpId) -> Result<bool> {
         let done = self.core.local.retry(op).await?;
@@ -333,6 +344,12 @@ impl<L: Local, R: Remote> Core<L, R> {
                 s.rejected = rejected;
             });
         }
+        if let Ok(by_reason) = self.local.parked_counts().await {
+            self.status.send_modify(|s| {
+                s.parked = by_reason.iter().map(|(_, n)| n).sum();
+                s.parked_by_reason = by_reason;
+            });
+        }
     }
 
     fn note_result<T>(&self, result: &Result<T>) {
@@ -373,7 +390,20 @@ impl<L: Local, R: Remote> Core<L, R> {
             let result = async {
                 let mut token = self.tokens.token().await?;
                 self.status.send_modify(|s| s.user = Some(token.user()));
-                let pull = self.pull(&mut token).await?;
+                let pull = match self.pull(&mut token).await {
+                    Ok(pull) => pull,
+                    // A pull that failed on the local side (or on an answer it could not
+                    // read) must not hold back the push: local edits still go out, and the
+                    // pull's error is the cycle's.
+                    Err(e @ (SyncError::Store { .. } | SyncError::Protocol { .. })) => {
+                        tracing::warn!(error = %e, "pull failed: pushing anyway");
+                        if let Err(push) = self.push(&mut token).await {
+                            tracing::warn!(error = %push, "push after a failed pull failed");
+                        }
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
                 let push = self.push(&mut token).await?;
                 Ok(CycleReport { pull, push })
             }
@@ -382,6 +412,10 @@ impl<L: Local, R: Remote> Core<L, R> {
             if let Ok(r) = &result {
                 if let Some((table, message)) = r.pull.failed_tables.first() {
                     let text = format!("pulling {table} failed: {message}");
+                    self.status.send_modify(|s| s.last_error = Some(text));
+                }
+                if let Some(text) = &r.push.clock_skew_error {
+                    let text = format!("this device's clock is ahead of the server: {text}");
                     self.status.send_modify(|s| s.last_error = Some(text));
                 }
             }
@@ -525,6 +559,11 @@ impl<L: Local, R: Remote> Core<L, R> {
                 repulled.push((table, keys));
             }
         }
+        // Parked rows get another chance: a stamp the wall clock has caught up with, or a
+        // row whose parent arrived.
+        let retried = self.local.retry_parked().await?;
+        self.notify(&retried.changed_tables);
+        report.apply = merge_apply(std::mem::take(&mut report.apply), retried);
         // Rows the full re-pulls did not return go, children first (a parent stays while a
         // child kept for its pending op references it).
         let names: Vec<&str> = repulled.iter().map(|(t, _)| *t).collect();
@@ -714,6 +753,7 @@ impl<L: Local, R: Remote> Core<L, R> {
                 Err(e) => return Err(e),
             };
             let mut settle = Vec::with_capacity(rows.len());
+            let mut skewed: Option<String> = None;
             for (r, o) in rows.iter().zip(outcomes) {
                 settle.push(match o.outcome {
                     Outcome::Applied => Settlement::Applied {
@@ -733,6 +773,26 @@ impl<L: Local, R: Remote> Core<L, R> {
                             row,
                         },
                     },
+                    // The server found the stamp too far ahead of its clock: this device's
+                    // clock is ahead. Not a permanent refusal: the op stays pending and is
+                    // retried on the backoff (shown in `pending_errors()` and the status
+                    // meanwhile); it goes through once the server's clock is within its skew
+                    // of the stamp.
+                    Outcome::Rejected { reason, code } if code.as_str() == "clock_skew" => {
+                        tracing::warn!(op = %r.op.id, table = %r.op.table, key = %r.op.key, %reason, "stamp ahead of the server clock: retrying later");
+                        let delay = self.backoff(r.op.attempts.saturating_add(1));
+                        skewed = Some(format!("clock_skew: {reason}"));
+                        Settlement::Retry {
+                            id: r.op.id,
+                            table: r.op.table.clone(),
+                            key: r.op.key.clone(),
+                            hlc: r.hlc,
+                            error: format!("clock_skew: {reason}"),
+                            next_retry_ms: now_ms().saturating_add(
+                                i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                            ),
+                        }
+                    }
                     Outcome::Rejected { reason, code } => {
                         tracing::warn!(op = %r.op.id, table = %r.op.table, key = %r.op.key, code = code.as_str(), %reason, "op rejected");
                         Settlement::Rejected {
@@ -764,6 +824,9 @@ impl<L: Local, R: Remote> Core<L, R> {
                 let stale = descendants(&specs, &revived);
                 let names: Vec<&str> = stale.iter().map(String::as_str).collect();
                 self.local.reset_cursors(user, &names).await?;
+            }
+            if let Some(text) = skewed {
+                report.clock_skew_error = Some(text);
             }
             report.applied += settled.completed;
             report.superseded += settled.applied.superseded.len() as u64;
@@ -927,6 +990,8 @@ fn descendants(specs: &[luma_model::TableSpec], roots: &[String]) -> Vec<String>
 }
 
 fn merge_apply(mut a: ApplyReport, b: ApplyReport) -> ApplyReport {
+    a.parked += b.parked;
+    a.unparked += b.unparked;
     a.upserted += b.upserted;
     a.deleted += b.deleted;
     a.skipped_missing_parent += b.skipped_missing_parent;

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use luma_model::{OpId, PendingOp, RecordKey, TableSpec, UserId};
-use luma_store::{ApplyReport, DiscardReport, PushRow, SettleReport, Settlement, Store};
+use luma_store::{ApplyReport, DiscardReport, ParkedRow, PushRow, SettleReport, Settlement, Store};
 use tokio::sync::watch;
 
 use crate::error::Result;
@@ -24,7 +24,9 @@ const MEMBERSHIPS_CURSOR: &str = "~memberships";
 /// - **Last writer wins.** Remote rows never overwrite a newer local write or a pending op with
 ///   a newer stamp; a newer remote write drops an older op (reported as superseded);
 ///   tombstones delete the row and its children (children's upsert ops are dropped and
-///   reported); rows whose parent is missing locally are skipped and counted.
+///   reported); rows whose parent is missing locally are skipped and counted; rows that cannot
+///   be applied now (a stamp beyond the clock-skew bound, a value that cannot be stored or
+///   decoded) are parked in the same transaction, never dropped and never failing the page.
 /// - **Ordering.** [`Local::synced_tables`] is parents-first; [`Local::next_push_batch`] is in
 ///   foreign-key order (upserts parents first, deletes children first) and returns only ops
 ///   of the given user that are due and not rejected.
@@ -89,6 +91,13 @@ pub trait Local: Send + Sync + 'static {
     async fn discard(&self, op: OpId) -> Result<DiscardReport>;
     /// (pending, rejected) op counts.
     async fn counts(&self) -> Result<(u64, u64)>;
+    /// Re-tries the parked rows (pulled rows that could not be applied when they arrived):
+    /// those that can be applied now are, the others stay parked. One transaction.
+    async fn retry_parked(&self) -> Result<ApplyReport>;
+    /// Every parked row, with its table, key, stamp and reason.
+    async fn parked_rows(&self) -> Result<Vec<ParkedRow>>;
+    /// How many rows are parked, per reason code.
+    async fn parked_counts(&self) -> Result<Vec<(String, u64)>>;
 }
 
 fn count(n: i64) -> u64 {
@@ -176,5 +185,14 @@ impl Local for Store {
             count(outbox.pending_count().await?),
             count(outbox.rejected_count().await?),
         ))
+    }
+    async fn retry_parked(&self) -> Result<ApplyReport> {
+        Ok(Store::retry_parked(self).await?)
+    }
+    async fn parked_rows(&self) -> Result<Vec<ParkedRow>> {
+        Ok(Store::parked_rows(self).await?)
+    }
+    async fn parked_counts(&self) -> Result<Vec<(String, u64)>> {
+        Ok(Store::parked_counts(self).await?)
     }
 }

@@ -49,6 +49,11 @@ pub struct SyncStatus {
     pub progress: Option<Progress>,
     /// The last error (cleared by the next successful cycle).
     pub last_error: Option<String>,
+    /// Pulled rows parked because they cannot be applied now (see
+    /// [`SyncEngine::parked_rows`](crate::SyncEngine::parked_rows)).
+    pub parked: u64,
+    /// [`SyncStatus::parked`] per reason code (`clock_skew`, `invalid`, ...), by code.
+    pub parked_by_reason: Vec<(String, u64)>,
     /// File transfers (album art, full-resolution waveforms), as last reported through
     /// [`FileStatusFeed`]; all zero if nothing feeds it. The engine never moves files itself.
     pub files: FileTransfers,

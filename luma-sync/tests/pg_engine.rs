@@ -482,3 +482,100 @@ async fn joining_backfills_an_existing_device_and_leaving_clears_it_keeping_unpu
     assert_same_as_server(&h, &b, bob).await;
     h.drop().await;
 }
+
+/// A far-future stamp already stored on the server (written as superuser, as a server before
+/// the stamp checks accepted from anyone), and a tags value the client cannot decode, are
+/// harmless to a puller: parked with their reasons, while it writes, syncs and reopens.
+#[tokio::test]
+async fn hostile_rows_stored_on_the_server_are_parked_and_the_puller_keeps_syncing() {
+    let h = PgHarness::new().await;
+    let remote = Scripted::new(h.remote.clone());
+    let user = UserId::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let venue = Venue::new("Club");
+    let evil = luma_model::FixtureGroup::new(venue.id, "evil");
+    let tags = luma_model::FixtureGroup::new(venue.id, "tags");
+    let good = luma_model::FixtureGroup::new(venue.id, "good");
+    let a = device_on(Store::open(&path).await.unwrap(), &h, &remote, user).await;
+    a.local().venues().create(&venue).await.unwrap();
+    for g in [&evil, &tags, &good] {
+        a.local().fixture_groups().create(g).await.unwrap();
+    }
+    settle(&h, &[&a]).await;
+
+    sqlx::query(
+        "UPDATE public.fixture_groups SET name = 'evil, far future', \
+         hlc = '999999999999999-999999-ffffffffffffffff' WHERE id = $1::uuid",
+    )
+    .bind(evil.id.to_string())
+    .execute(h.admin.pool())
+    .await
+    .unwrap();
+    let fresh = luma_model::Hlc::new(
+        luma_model::wall_clock_ms() + 1_000,
+        0,
+        luma_model::SiteId(u64::MAX),
+    );
+    // (A server with a CHECK on the tags shape refuses this even for a superuser: then only
+    // the far-future row is served.)
+    let tags_stored = sqlx::query(
+        "UPDATE public.fixture_groups SET tags = '{\"not\": \"a list\"}'::jsonb, hlc = $2 \
+         WHERE id = $1::uuid",
+    )
+    .bind(tags.id.to_string())
+    .bind(fresh.to_string())
+    .execute(h.admin.pool())
+    .await
+    .is_ok();
+    wait(&h).await;
+    let r = a.sync_now().await.unwrap();
+    let expected_parked = 1 + u64::from(tags_stored);
+    assert_eq!(r.pull.apply.parked, expected_parked);
+    let parked = a.parked_rows().await.unwrap();
+    let skewed = parked
+        .iter()
+        .find(|p| p.key == luma_model::RecordKey::from(evil.id))
+        .unwrap();
+    assert_eq!(skewed.reason, luma_store::ParkReason::ClockSkew);
+    if tags_stored {
+        let bad = parked
+            .iter()
+            .find(|p| p.key == luma_model::RecordKey::from(tags.id))
+            .unwrap();
+        assert_eq!(bad.reason, luma_store::ParkReason::Invalid);
+    }
+    assert_eq!(a.status().borrow().parked, expected_parked);
+    let clock = a.local().clock_stamp().await.unwrap();
+    assert!(
+        clock.physical_ms <= luma_model::wall_clock_ms() + 1_000,
+        "{clock}"
+    );
+    assert_eq!(
+        a.local().fixture_groups().get(evil.id).await.unwrap().name,
+        "evil"
+    );
+
+    // The device writes and syncs with sane stamps, and reopens.
+    let mut renamed = good.clone();
+    renamed.name = "good, renamed".into();
+    a.local().fixture_groups().update(&renamed).await.unwrap();
+    let r = a.sync_now().await.unwrap();
+    assert_eq!(r.push.applied, 1);
+    assert!(a.pending_errors().await.unwrap().is_empty());
+    a.local().close().await;
+    drop(a);
+    let a = device_on(Store::open(&path).await.unwrap(), &h, &remote, user).await;
+    a.local()
+        .venues()
+        .create(&Venue::new("after reopen"))
+        .await
+        .unwrap();
+    wait(&h).await;
+    let r = a.sync_now().await.unwrap();
+    assert_eq!(r.push.applied, 1);
+    assert_eq!(a.status().borrow().parked, expected_parked);
+    let listed = a.local().fixture_groups().list().await.unwrap();
+    assert_eq!(listed.len(), 3);
+    h.drop().await;
+}

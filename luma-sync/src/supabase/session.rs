@@ -89,8 +89,10 @@ impl From<AuthError> for SyncError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::NotSignedIn => SyncError::NotSignedIn,
-            AuthError::SignedOut { .. } => SyncError::SignedOut {
-                message: e.to_string(),
+            // The variant already says "signed out by the server": its message is the
+            // server's answer alone (not this error's text, which says it too).
+            AuthError::SignedOut { source } => SyncError::SignedOut {
+                message: source.to_string(),
             },
             AuthError::Offline { .. } => SyncError::transient(e.to_string()),
             AuthError::Protocol { .. } => SyncError::protocol(e.to_string()),
@@ -434,5 +436,34 @@ impl TokenProvider for SupabaseSession {
 
     async fn refresh_after(&self, refused: &AccessToken) -> Result<Arc<AccessToken>> {
         Ok(self.refresh_after_refusal(refused).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supabase::errors::{ErrorClass, HttpError};
+
+    #[test]
+    fn the_signed_out_error_says_signed_out_once() {
+        let auth = AuthError::SignedOut {
+            source: HttpError::Api {
+                class: ErrorClass::BadRequest,
+                status: 400,
+                code: Some("refresh_token_already_used".into()),
+                message: "Invalid Refresh Token: Already Used".into(),
+                retry_after: None,
+            },
+        };
+        let text = SyncError::from(auth).to_string();
+        assert_eq!(
+            text.matches("signed out by the server").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("Invalid Refresh Token: Already Used"),
+            "{text}"
+        );
     }
 }
