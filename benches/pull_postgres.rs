@@ -96,7 +96,7 @@ async fn db_with(n: usize) -> Db {
     venue.uid = Some(user);
     let claims = json!({"sub": user.to_string(), "role": "authenticated"}).to_string();
     let set =
-        "SELECT set_config('role','authenticated',true), set_config('request.jwt.claims',$1,true)";
+        "SELECT set_config('role','luma_writer',true), set_config('request.jwt.claims',$1,true)";
     let mut tx = pool.begin().await.unwrap();
     sqlx::query(set)
         .bind(&claims)

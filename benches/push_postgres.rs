@@ -35,13 +35,13 @@ fn fixture(id: Uuid, venue: Uuid, i: usize) -> Value {
 }
 
 fn stamp(i: usize) -> Hlc {
-    Hlc::new(1_800_000_000_000 + i as u64, 0, SiteId(7))
+    Hlc::new(1_700_000_000_000 + i as u64, 0, SiteId(7))
 }
 
 async fn as_user(tx: &mut sqlx::PgConnection, user: UserId) {
     let claims = json!({"sub": user.to_string(), "role": "authenticated"}).to_string();
     sqlx::query(
-        "SELECT set_config('role','authenticated',true), set_config('request.jwt.claims',$1,true)",
+        "SELECT set_config('role','luma_writer',true), set_config('request.jwt.claims',$1,true)",
     )
     .bind(claims)
     .execute(tx)

@@ -131,6 +131,10 @@ pub async fn check_all<H: Harness>(h: &H) -> Result<(), Failure> {
     check_tombstones_and_cascade(h).await?;
     check_pull_paging(h).await?;
     check_visibility(h).await?;
+    check_clock_skew(h).await?;
+    check_via_score_visibility(h).await?;
+    check_invalid_values(h).await?;
+    check_malformed_watermark_and_cursor(h).await?;
     if h.capabilities().remove_member {
         check_removed_member_loses_access(h).await?;
     }
@@ -180,6 +184,52 @@ fn pattern_row(id: &str, owner: UserId, verified: bool) -> Row {
                "category": null, "is_verified": verified, "author_name": null,
                "forked_from_id": null, "created_at": TS, "updated_at": TS}),
     )
+}
+
+fn track_row(id: &str, owner: UserId) -> Row {
+    obj(
+        json!({"id": id, "uid": owner.to_string(), "track_hash": null, "title": "Song",
+               "artist": null, "album": null, "track_number": null, "disc_number": null,
+               "duration_seconds": 180.0, "bpm": 120.0, "key": null, "album_art_mime": null,
+               "album_art_ref": null, "created_at": TS, "updated_at": TS}),
+    )
+}
+
+fn score_row(id: &str, owner: UserId, track: &str, venue: &str) -> Row {
+    obj(
+        json!({"id": id, "uid": owner.to_string(), "track_id": track, "venue_id": venue,
+               "name": "Show", "created_at": TS, "updated_at": TS}),
+    )
+}
+
+fn track_score_row(id: &str, score: &str, pattern: &str) -> Row {
+    obj(
+        json!({"id": id, "score_id": score, "pattern_id": pattern, "start_time": 0.0,
+               "end_time": 4.0, "z_index": 0, "blend_mode": "replace", "args": {}}),
+    )
+}
+
+fn group_row(id: &str, venue: &str, name: &str) -> Row {
+    obj(
+        json!({"id": id, "venue_id": venue, "name": name, "axis_lr": null, "axis_fb": null,
+               "axis_ab": null, "display_order": 0, "tags": ["front"], "movement_config": null}),
+    )
+}
+
+/// A stamp `ahead_ms` ahead of this machine's wall clock.
+fn stamp_ahead(ahead_ms: u64, counter: u32) -> Hlc {
+    Hlc::new(
+        luma_model::wall_clock_ms().saturating_add(ahead_ms),
+        counter,
+        SiteId(0xc0f),
+    )
+}
+
+fn code_of(o: &ChangeOutcome) -> Option<RejectCode> {
+    match &o.outcome {
+        Outcome::Rejected { code, .. } => Some(*code),
+        _ => None,
+    }
 }
 
 fn up(table: &str, key: &str, stamp: Hlc, row: Row) -> Change {
@@ -955,5 +1005,445 @@ pub async fn check_resync_after_purge<H: Harness>(h: &H) -> Result<(), Failure> 
         "a purged tombstone is still served"
     );
     ensure!(rows.contains_key(&f2), "a live row was purged");
+    Ok(())
+}
+
+/// A stamp ahead of the server clock by more than the allowed skew (default 5 minutes) is
+/// rejected `clock_skew` (alone: in a batch, set-based or not, the others apply); one a minute
+/// ahead is applied; nothing of the refused change is stored.
+pub async fn check_clock_skew<H: Harness>(h: &H) -> Result<(), Failure> {
+    let a = UserId::new();
+    let t = h.sign_in(a).await;
+    let (v, f1, f2, f3) = (new_id(), new_id(), new_id(), new_id());
+    applied(
+        &push(
+            h,
+            &t,
+            vec![up("venues", &v, hlc(1), venue_row(&v, a, "Club"))],
+        )
+        .await?,
+    )?;
+    let hour = 3_600_000;
+    let out = push(
+        h,
+        &t,
+        vec![up(
+            "fixtures",
+            &f1,
+            stamp_ahead(hour, 0),
+            fixture_row(&f1, &v, 1),
+        )],
+    )
+    .await?;
+    ensure!(
+        code_of(&out[0]) == Some(RejectCode::ClockSkew),
+        "a stamp an hour ahead answered {out:?}"
+    );
+    if let Outcome::Rejected { reason, .. } = &out[0].outcome {
+        ensure!(
+            reason.contains(&stamp_ahead(hour, 0).to_string()[..9]),
+            "the reason does not name the stamp: {reason}"
+        );
+    }
+    // A run of upserts of one table (PostgreSQL's set-based path), the far one in the middle.
+    let out = push(
+        h,
+        &t,
+        vec![
+            up(
+                "fixtures",
+                &f2,
+                stamp_ahead(60_000, 0),
+                fixture_row(&f2, &v, 5),
+            ),
+            up(
+                "fixtures",
+                &f1,
+                Hlc::new(u64::pow(10, 15) - 1, 999_999, SiteId(1)),
+                fixture_row(&f1, &v, 1),
+            ),
+            up("fixtures", &f3, hlc(2), fixture_row(&f3, &v, 9)),
+        ],
+    )
+    .await?;
+    let codes: Vec<Option<RejectCode>> = out.iter().map(code_of).collect();
+    ensure!(
+        codes == vec![None, Some(RejectCode::ClockSkew), None],
+        "codes {codes:?} ({out:?})"
+    );
+    // A delete is a write: bounded too.
+    let out = push(h, &t, vec![del("fixtures", &f3, stamp_ahead(hour, 0))]).await?;
+    ensure!(
+        code_of(&out[0]) == Some(RejectCode::ClockSkew),
+        "a far-future delete answered {out:?}"
+    );
+    let rows = by_key(&pull_all(h, &t, "fixtures", None, 100).await?.0);
+    ensure!(!rows.contains_key(&f1), "the refused fixture was stored");
+    ensure!(
+        rows.get(&f3).is_some_and(|r| !r.deleted) && rows.contains_key(&f2),
+        "the accepted changes are missing: {rows:?}"
+    );
+    Ok(())
+}
+
+/// Who reads a private track or pattern through a venue's scores: the venue's owner and
+/// members, while a live score of that venue made by the row's own owner uses it. A score by
+/// anyone else (a member who can see the row, a stranger who guessed its id) shares nothing;
+/// unpublishing a pattern hides it from everyone but its owner and such venues.
+pub async fn check_via_score_visibility<H: Harness>(h: &H) -> Result<(), Failure> {
+    let (a, b, c, d) = (UserId::new(), UserId::new(), UserId::new(), UserId::new());
+    let (ta, tb, tc, td) = (
+        h.sign_in(a).await,
+        h.sign_in(b).await,
+        h.sign_in(c).await,
+        h.sign_in(d).await,
+    );
+    let (va, track, pat, pub_pat, sa, tsa) =
+        (new_id(), new_id(), new_id(), new_id(), new_id(), new_id());
+    applied(
+        &push(
+            h,
+            &ta,
+            vec![
+                up("venues", &va, hlc(1), venue_row(&va, a, "A's club")),
+                up("tracks", &track, hlc(1), track_row(&track, a)),
+                up("patterns", &pat, hlc(1), pattern_row(&pat, a, false)),
+                up("patterns", &pub_pat, hlc(1), pattern_row(&pub_pat, a, true)),
+                up("scores", &sa, hlc(1), score_row(&sa, a, &track, &va)),
+                up(
+                    "track_scores",
+                    &tsa,
+                    hlc(1),
+                    track_score_row(&tsa, &sa, &pat),
+                ),
+            ],
+        )
+        .await?,
+    )?;
+    h.add_member(&va, c).await;
+    let sees =
+        |rows: &BTreeMap<String, RemoteRow>, k: &str| rows.get(k).is_some_and(|r| !r.deleted);
+    let tracks = by_key(&pull_all(h, &tc, "tracks", None, 100).await?.0);
+    let patterns = by_key(&pull_all(h, &tc, "patterns", None, 100).await?.0);
+    ensure!(
+        sees(&tracks, &track),
+        "a member does not see the owner's track of a score"
+    );
+    ensure!(
+        sees(&patterns, &pat),
+        "a member does not see the owner's placed pattern"
+    );
+
+    // B, a stranger who knows the ids, cannot place A's private rows in B's venue.
+    let (vb, sb, tsb, track_b) = (new_id(), new_id(), new_id(), new_id());
+    applied(
+        &push(
+            h,
+            &tb,
+            vec![
+                up("venues", &vb, hlc(1), venue_row(&vb, b, "B's club")),
+                up("tracks", &track_b, hlc(1), track_row(&track_b, b)),
+            ],
+        )
+        .await?,
+    )?;
+    let out = push(
+        h,
+        &tb,
+        vec![
+            up("scores", &sb, hlc(2), score_row(&sb, b, &track, &vb)),
+            up(
+                "scores",
+                &new_id(),
+                hlc(2),
+                score_row(&new_id(), b, &track_b, &vb),
+            ),
+        ],
+    )
+    .await?;
+    ensure!(
+        code_of(&out[0]) == Some(RejectCode::MissingParent),
+        "B placed A's private track: {out:?}"
+    );
+    let sb2 = new_id();
+    applied(
+        &push(
+            h,
+            &tb,
+            vec![up(
+                "scores",
+                &sb2,
+                hlc(3),
+                score_row(&sb2, b, &track_b, &vb),
+            )],
+        )
+        .await?,
+    )?;
+    let out = push(
+        h,
+        &tb,
+        vec![up(
+            "track_scores",
+            &tsb,
+            hlc(3),
+            track_score_row(&tsb, &sb2, &pat),
+        )],
+    )
+    .await?;
+    ensure!(
+        code_of(&out[0]) == Some(RejectCode::MissingParent),
+        "B placed A's private pattern: {out:?}"
+    );
+    let tracks = by_key(&pull_all(h, &tb, "tracks", None, 100).await?.0);
+    ensure!(!tracks.contains_key(&track), "B reads A's private track");
+
+    // C, a member of A's venue, places A's track and pattern in C's own venue: D, a member
+    // there, sees neither (the score is not by their owner).
+    let (vc, sc, tsc) = (new_id(), new_id(), new_id());
+    let out = push(
+        h,
+        &tc,
+        vec![
+            up("venues", &vc, hlc(1), venue_row(&vc, c, "C's club")),
+            up("scores", &sc, hlc(1), score_row(&sc, c, &track, &vc)),
+            up(
+                "track_scores",
+                &tsc,
+                hlc(1),
+                track_score_row(&tsc, &sc, &pat),
+            ),
+        ],
+    )
+    .await?;
+    applied(&out)?;
+    h.add_member(&vc, d).await;
+    let tracks = by_key(&pull_all(h, &td, "tracks", None, 100).await?.0);
+    let patterns = by_key(&pull_all(h, &td, "patterns", None, 100).await?.0);
+    ensure!(
+        !tracks.contains_key(&track),
+        "D reads A's track through C's score"
+    );
+    ensure!(
+        !patterns.contains_key(&pat),
+        "D reads A's pattern through C's score"
+    );
+
+    // B places A's published pattern on B's own score; a member of B's venue sees it while it
+    // is published, and neither B nor that member once A unpublishes it.
+    let tsp = new_id();
+    applied(
+        &push(
+            h,
+            &tb,
+            vec![up(
+                "track_scores",
+                &tsp,
+                hlc(4),
+                track_score_row(&tsp, &sb2, &pub_pat),
+            )],
+        )
+        .await?,
+    )?;
+    h.add_member(&vb, d).await;
+    let patterns = by_key(&pull_all(h, &td, "patterns", None, 100).await?.0);
+    ensure!(
+        sees(&patterns, &pub_pat),
+        "a published pattern is not readable"
+    );
+    applied(
+        &push(
+            h,
+            &ta,
+            vec![up(
+                "patterns",
+                &pub_pat,
+                hlc(5),
+                pattern_row(&pub_pat, a, false),
+            )],
+        )
+        .await?,
+    )?;
+    for (who, t) in [("B", &tb), ("B's member", &td)] {
+        let patterns = by_key(&pull_all(h, t, "patterns", None, 100).await?.0);
+        ensure!(
+            !patterns.contains_key(&pub_pat),
+            "{who} still reads the unpublished pattern"
+        );
+    }
+    let patterns = by_key(&pull_all(h, &tc, "patterns", None, 100).await?.0);
+    ensure!(
+        !patterns.contains_key(&pub_pat),
+        "C reads the unpublished pattern"
+    );
+
+    // A deletes the private track: the tombstone reaches A's member.
+    applied(&push(h, &ta, vec![del("tracks", &track, hlc(9))]).await?)?;
+    let tracks = by_key(&pull_all(h, &tc, "tracks", None, 100).await?.0);
+    ensure!(
+        tracks.get(&track).is_some_and(|r| r.deleted),
+        "the member does not get the track's tombstone: {:?}",
+        tracks.get(&track)
+    );
+    Ok(())
+}
+
+/// A value the client refuses (non-finite or out-of-range number, unknown enum text, a JSON
+/// shape the records cannot decode, an empty name) is rejected `invalid`; the same rows with
+/// valid values are applied.
+pub async fn check_invalid_values<H: Harness>(h: &H) -> Result<(), Failure> {
+    let a = UserId::new();
+    let t = h.sign_in(a).await;
+    let (v, track, pat, sc) = (new_id(), new_id(), new_id(), new_id());
+    applied(
+        &push(
+            h,
+            &t,
+            vec![
+                up("venues", &v, hlc(1), venue_row(&v, a, "Club")),
+                up("tracks", &track, hlc(1), track_row(&track, a)),
+                up("patterns", &pat, hlc(1), pattern_row(&pat, a, false)),
+                up("scores", &sc, hlc(1), score_row(&sc, a, &track, &v)),
+            ],
+        )
+        .await?,
+    )?;
+    let with = |mut row: Row, col: &str, val: Value| {
+        row.insert(col.into(), val);
+        row
+    };
+    let bad: Vec<(&str, Row)> = vec![
+        (
+            "fixtures",
+            with(fixture_row(&new_id(), &v, 1), "pos_x", json!("NaN")),
+        ),
+        (
+            "fixtures",
+            with(fixture_row(&new_id(), &v, 1), "rot_z", json!("Infinity")),
+        ),
+        (
+            "fixtures",
+            with(fixture_row(&new_id(), &v, 510), "num_channels", json!(8)),
+        ),
+        (
+            "fixture_groups",
+            with(group_row(&new_id(), &v, "Front"), "tags", json!({"a": 1})),
+        ),
+        (
+            "fixture_groups",
+            with(group_row(&new_id(), &v, "Back"), "tags", json!([1, 2])),
+        ),
+        (
+            "fixture_groups",
+            with(group_row(&new_id(), &v, "Up"), "axis_lr", json!(2.0)),
+        ),
+        ("fixture_groups", group_row(&new_id(), &v, "   ")),
+        (
+            "track_scores",
+            with(
+                track_score_row(&new_id(), &sc, &pat),
+                "blend_mode",
+                json!("bogus"),
+            ),
+        ),
+        (
+            "track_scores",
+            with(track_score_row(&new_id(), &sc, &pat), "args", json!([1])),
+        ),
+        (
+            "track_scores",
+            with(
+                track_score_row(&new_id(), &sc, &pat),
+                "end_time",
+                json!("Infinity"),
+            ),
+        ),
+        (
+            "tracks",
+            with(track_row(&new_id(), a), "bpm", json!(5000.0)),
+        ),
+        (
+            "tracks",
+            with(track_row(&new_id(), a), "duration_seconds", json!("NaN")),
+        ),
+        (
+            "venues",
+            with(venue_row(&new_id(), a, "X"), "name", json!("")),
+        ),
+    ];
+    let changes: Vec<Change> = bad
+        .iter()
+        .map(|(table, row)| {
+            let key = RecordKey::from_canonical(
+                row.get("id").and_then(Value::as_str).unwrap_or_default(),
+            );
+            up(table, key.as_str(), hlc(2), row.clone())
+        })
+        .collect();
+    let out = push(h, &t, changes).await?;
+    for (o, (table, row)) in out.iter().zip(&bad) {
+        ensure!(
+            code_of(o) == Some(RejectCode::Invalid),
+            "{table} {row:?} answered {o:?}"
+        );
+    }
+    let good = vec![
+        up("fixtures", &new_id(), hlc(3), fixture_row("", &v, 509)),
+        up("fixture_groups", "", hlc(3), group_row("", &v, "Front")),
+        up(
+            "track_scores",
+            "",
+            hlc(3),
+            with(
+                track_score_row("", &sc, &pat),
+                "blend_mode",
+                json!("screen"),
+            ),
+        ),
+    ]
+    .into_iter()
+    .map(|mut c| {
+        let id = new_id();
+        if let Some(row) = c.row.as_mut() {
+            row.insert("id".into(), json!(id));
+        }
+        c.key = RecordKey::from_canonical(id);
+        c
+    })
+    .collect();
+    applied(&push(h, &t, good).await?)?;
+    Ok(())
+}
+
+/// A malformed watermark or cursor is refused with a permanent error (PostgreSQL: 22023),
+/// never read as "from the start" or "nothing yet".
+pub async fn check_malformed_watermark_and_cursor<H: Harness>(h: &H) -> Result<(), Failure> {
+    let t = h.sign_in(UserId::new()).await;
+    let good = h.settled_watermark(&t).await;
+    for (cursor, watermark) in [
+        (None, "abc"),
+        (None, "12abc"),
+        (None, ""),
+        (None, "-1"),
+        (Some("abc"), good.0.as_str()),
+        (Some("x:1"), good.0.as_str()),
+        (Some(""), good.0.as_str()),
+    ] {
+        let got = h
+            .remote()
+            .pull(
+                &t,
+                &PullRequest {
+                    table: "venues".into(),
+                    cursor: cursor.map(str::to_owned),
+                    limit: 10,
+                    watermark: Watermark(watermark.into()),
+                },
+            )
+            .await;
+        ensure!(
+            matches!(got, Err(SyncError::Permanent { .. })),
+            "cursor {cursor:?} watermark {watermark:?} answered {got:?}"
+        );
+    }
     Ok(())
 }

@@ -75,7 +75,7 @@ pub use engine::{Backoff, CycleReport, PullReport, PushReport, SyncConfig, SyncE
 pub use error::{Result, SyncError};
 pub use local::Local;
 #[cfg(feature = "testing")]
-pub use memory::{Call, Fault, FaultConfig, MemoryRemote, RemoteStats};
+pub use memory::{Call, Fault, FaultConfig, MemoryRemote, RemoteStats, DEFAULT_MAX_CLOCK_SKEW};
 pub use postgres::{AdminError, PostgresAdmin, PostgresRemote};
 pub use remote::{
     Change, ChangeOutcome, Membership, Outcome, PatternBundle, PatternSummary, PullPage,

@@ -158,7 +158,12 @@ struct State {
     stats: RemoteStats,
     issued: u64,
     horizon: u64,
+    /// Largest lead of a stamp's physical part over this server's clock, in ms.
+    max_skew_ms: u64,
 }
+
+/// The default allowed clock skew of a pushed stamp (as the cloud SQL's `luma.config`): 5 minutes.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 /// An in-memory remote with the semantics of the cloud SQL (`PROTOCOL.md`): per-row last
 /// writer wins by HLC (a tombstone wins a tie), tombstones, a server change sequence for
@@ -181,6 +186,51 @@ impl std::fmt::Debug for MemoryRemote {
 impl Default for MemoryRemote {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The neutral reason of a refused write (whether or not the row exists), as the cloud SQL's.
+const NOT_WRITABLE: &str = "not writable by this user";
+
+/// The client's own rules for a row of a built-in table (`Record::from_row` then `validate`):
+/// what a device cannot decode or store, the server refuses (as the cloud SQL's CHECK rules of
+/// migration 0011). Plugin tables are not checked here.
+fn validate_row(table: &str, row: &Row) -> std::result::Result<(), String> {
+    fn check<R: Record>(row: &Row) -> std::result::Result<(), String> {
+        let record = R::from_row(row.clone()).map_err(|e| e.to_string())?;
+        record.validate().map_err(|e| e.to_string())
+    }
+    use luma_model::{
+        Fixture, FixtureGroup, FixtureGroupMember, Implementation, Score, Track, TrackBeats,
+        TrackRoots, TrackScore, TrackWaveform, Venue,
+    };
+    let name = |spec: &TableSpec| spec.name == table;
+    if name(&Venue::SPEC) {
+        check::<Venue>(row)
+    } else if name(&Fixture::SPEC) {
+        check::<Fixture>(row)
+    } else if name(&FixtureGroup::SPEC) {
+        check::<FixtureGroup>(row)
+    } else if name(&FixtureGroupMember::SPEC) {
+        check::<FixtureGroupMember>(row)
+    } else if name(&Pattern::SPEC) {
+        check::<Pattern>(row)
+    } else if name(&Implementation::SPEC) {
+        check::<Implementation>(row)
+    } else if name(&Track::SPEC) {
+        check::<Track>(row)
+    } else if name(&TrackBeats::SPEC) {
+        check::<TrackBeats>(row)
+    } else if name(&TrackRoots::SPEC) {
+        check::<TrackRoots>(row)
+    } else if name(&TrackWaveform::SPEC) {
+        check::<TrackWaveform>(row)
+    } else if name(&Score::SPEC) {
+        check::<Score>(row)
+    } else if name(&TrackScore::SPEC) {
+        check::<TrackScore>(row)
+    } else {
+        Ok(())
     }
 }
 
@@ -218,6 +268,7 @@ impl MemoryRemote {
                 stats: RemoteStats::default(),
                 issued: 0,
                 horizon: 0,
+                max_skew_ms: 300_000,
             })),
         }
     }
@@ -270,6 +321,13 @@ impl MemoryRemote {
         if let Some(m) = self.lock().members.get_mut(&venue.to_string()) {
             m.remove(&user);
         }
+    }
+
+    /// Sets how far ahead of this server's clock a pushed stamp may be (default
+    /// [`DEFAULT_MAX_CLOCK_SKEW`], as `luma.config.max_clock_skew_ms` on PostgreSQL); a change
+    /// beyond it is rejected with [`RejectCode::ClockSkew`].
+    pub fn set_max_clock_skew(&self, skew: Duration) {
+        self.lock().max_skew_ms = u64::try_from(skew.as_millis()).unwrap_or(u64::MAX);
     }
 
     /// Sets the random faults.
@@ -571,7 +629,9 @@ impl State {
         };
         let key = |column: &str| row.get(column).and_then(Value::as_str);
         match spec.scope {
-            Scope::Owner { column } => is_me(row.get(column)),
+            Scope::Owner { column } => {
+                is_me(row.get(column)) || (!write && self.via_score(spec.name, row, false, user))
+            }
             Scope::Venue => {
                 is_me(row.get("uid"))
                     || key("id")
@@ -582,11 +642,58 @@ impl State {
                 self.parent_allowed("venues", key(column), user, write, depth)
             }
             Scope::OwnerOrPublic { owner, flag } => {
-                is_me(row.get(owner)) || (!write && row.get(flag) == Some(&Value::Bool(true)))
+                is_me(row.get(owner))
+                    || (!write
+                        && (row.get(flag) == Some(&Value::Bool(true))
+                            || self.via_score(spec.name, row, false, user)))
             }
             Scope::Parent { column, table } => {
                 self.parent_allowed(table, key(column), user, write, depth)
             }
+            _ => false,
+        }
+    }
+
+    /// The via-score read rule (cloud SQL 0011): a track (pattern) is readable by `user`
+    /// through a venue `user` owns or belongs to while a live score of that venue (for a
+    /// pattern: a live track_score of a live score of it) made by the row's own owner references
+    /// it. `dead`: also through tombstoned scores / track_scores (for a tombstoned row, so its
+    /// tombstone reaches the members).
+    fn via_score(&self, table: &str, row: &Row, dead: bool, user: UserId) -> bool {
+        let (Some(id), Some(owner)) = (text(row.get("id")), text(row.get("uid"))) else {
+            return false;
+        };
+        let live = |v: &Version| dead || !v.deleted;
+        let my_venue = |venue: Option<String>| {
+            venue.is_some_and(|venue| {
+                self.members.get(&venue).is_some_and(|m| m.contains(&user))
+                    || self
+                        .latest("venues", &venue)
+                        .is_some_and(|v| text(v.row.get("uid")) == Some(user.to_string()))
+            })
+        };
+        // Scores of a venue of `user`, by `owner`, live (unless `dead`).
+        let score_ok = |v: &Version| {
+            live(v)
+                && text(v.row.get("uid")).as_deref() == Some(owner.as_str())
+                && my_venue(text(v.row.get("venue_id")))
+        };
+        let Some(scores) = self.tables.get("scores") else {
+            return false;
+        };
+        match table {
+            "tracks" => scores.entries.values().filter_map(|v| v.last()).any(|v| {
+                text(v.row.get("track_id")).as_deref() == Some(id.as_str()) && score_ok(v)
+            }),
+            "patterns" => self.tables.get("track_scores").is_some_and(|ts| {
+                ts.entries.values().filter_map(|v| v.last()).any(|v| {
+                    live(v)
+                        && text(v.row.get("pattern_id")).as_deref() == Some(id.as_str())
+                        && text(v.row.get("score_id"))
+                            .and_then(|sid| scores.latest(&sid))
+                            .is_some_and(score_ok)
+                })
+            }),
             _ => false,
         }
     }
@@ -684,6 +791,20 @@ impl State {
         let Some(spec) = self.spec(&c.table).filter(|s| s.is_synced()) else {
             return reject(RejectCode::Invalid, "unknown table");
         };
+        let bound = luma_model::wall_clock_ms().saturating_add(self.max_skew_ms);
+        if c.hlc.physical_ms > bound {
+            return reject(
+                RejectCode::ClockSkew,
+                &format!(
+                    "stamp {} is {} ms ahead of the server clock; at most {} ms are allowed",
+                    c.hlc,
+                    c.hlc
+                        .physical_ms
+                        .saturating_sub(luma_model::wall_clock_ms()),
+                    self.max_skew_ms
+                ),
+            );
+        }
         let existing = self
             .latest(&c.table, c.key.as_str())
             .filter(|e| e.phantom_of.is_none_or(|u| u == user))
@@ -696,17 +817,17 @@ impl State {
                 if e.deleted || self.allowed(&spec, &e.row, user, false, 0) {
                     return Outcome::Applied;
                 }
-                return reject(RejectCode::Forbidden, "not visible to this user");
+                return reject(RejectCode::Forbidden, NOT_WRITABLE);
             }
             // Newer on the server.
             if e.hlc > c.hlc {
                 if e.deleted || self.allowed(&spec, &e.row, user, false, 0) {
                     return self.current(&c.table, &c.key).unwrap_or(Outcome::Applied);
                 }
-                return reject(RejectCode::Forbidden, "not visible to this user");
+                return reject(RejectCode::Forbidden, NOT_WRITABLE);
             }
             if !e.deleted && !self.allowed(&spec, &e.row, user, true, 0) {
-                return reject(RejectCode::Forbidden, "row-level security: not writable");
+                return reject(RejectCode::Forbidden, NOT_WRITABLE);
             }
             if is_delete && spec.scope == Scope::Venue && !e.deleted {
                 let owner = text(e.row.get("uid"));
@@ -765,7 +886,12 @@ impl State {
             }
         }
         if !self.allowed(&spec, &row, user, true, 0) {
-            return reject(RejectCode::Forbidden, "row-level security: not writable");
+            return reject(RejectCode::Forbidden, NOT_WRITABLE);
+        }
+        // The value rules come last, as PostgreSQL checks CHECK constraints after the guards
+        // and the row-level security of the write.
+        if let Err(reason) = validate_row(spec.name, &row) {
+            return reject(RejectCode::Invalid, &reason);
         }
         self.record(&c.table, c.key.as_str(), c.hlc, false, row);
         Outcome::Applied
@@ -850,7 +976,10 @@ impl Remote for MemoryRemote {
                         let Some(v) = versions.iter().rev().find(|v| v.seq <= upto) else {
                             continue;
                         };
-                        if v.seq != seq || !s.allowed(&spec, &v.row, user, false, 0) {
+                        if v.seq != seq
+                            || !(s.allowed(&spec, &v.row, user, false, 0)
+                                || (v.deleted && s.via_score(spec.name, &v.row, true, user)))
+                        {
                             continue;
                         }
                         rows.push(RemoteRow {

@@ -39,6 +39,10 @@ pub enum RejectCode {
     Conflict,
     /// The parent row does not exist or is deleted on the server.
     MissingParent,
+    /// The change's stamp is ahead of the server clock by more than the server's allowed skew
+    /// (default 5 minutes; `luma.config.max_clock_skew_ms`, or
+    /// `MemoryRemote::set_max_clock_skew`): a device clock far in the future.
+    ClockSkew,
 }
 
 impl RejectCode {
@@ -49,6 +53,7 @@ impl RejectCode {
             RejectCode::Invalid => "invalid",
             RejectCode::Conflict => "conflict",
             RejectCode::MissingParent => "missing_parent",
+            RejectCode::ClockSkew => "clock_skew",
         }
     }
 }

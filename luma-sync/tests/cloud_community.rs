@@ -565,21 +565,30 @@ async fn only_the_owner_publishes_or_unpublishes() {
     let w = World::build(&db.pool).await;
     let (a, b) = (w.a, Uuid::new_v4());
 
-    // Direct SQL as B: updates of A's rows touch nothing (row-level security).
-    let mut tx = user_tx(&db.pool, b).await;
-    let done = sqlx::query("UPDATE public.patterns SET is_verified = true WHERE id = $1")
-        .bind(w.pattern)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    assert_eq!(done.rows_affected(), 0);
-    let done = sqlx::query("UPDATE public.patterns SET is_verified = false WHERE id = $1")
-        .bind(w.public_pattern)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    assert_eq!(done.rows_affected(), 0);
-    tx.commit().await.unwrap();
+    // Direct SQL as B: updates of A's rows are refused (no write grants since 0011).
+    for (sql, id) in [
+        (
+            "UPDATE public.patterns SET is_verified = true WHERE id = $1",
+            w.pattern,
+        ),
+        (
+            "UPDATE public.patterns SET is_verified = false WHERE id = $1",
+            w.public_pattern,
+        ),
+    ] {
+        let mut tx = user_tx(&db.pool, b).await;
+        let err = sqlx::query(sql)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.as_database_error().and_then(|e| e.code()).as_deref(),
+            Some("42501"),
+            "{err}"
+        );
+        tx.rollback().await.unwrap();
+    }
     // Inserting a verified pattern in A's name is refused.
     let mut tx = user_tx(&db.pool, b).await;
     let err = sqlx::query("INSERT INTO public.patterns (id, uid, name, is_verified, created_at, updated_at, hlc) VALUES ($1, $2, 'Forged', true, now(), now(), $3)")
@@ -688,16 +697,19 @@ async fn only_the_owner_publishes_or_unpublishes() {
     assert_eq!(outcome(&out[0]), "applied", "{}", out[0]);
     let page = search(&db.pool, b, "verified", None, None, 50, None).await;
     assert!(ids_of(&page).contains(&w.pattern.to_string()));
-    let mut tx = user_tx(&db.pool, a).await;
-    let done =
-        sqlx::query("UPDATE public.patterns SET is_verified = false, hlc = $2 WHERE id = $1")
-            .bind(w.pattern)
-            .bind(hlc(11_000, 0))
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-    assert_eq!(done.rows_affected(), 1);
-    tx.commit().await.unwrap();
+    // Unpublishing goes through luma_push too (direct writes are not granted since 0011).
+    let out = push(
+        &db.pool,
+        a,
+        json!([upsert(
+            "patterns",
+            &w.pattern.to_string(),
+            &hlc(11_000, 0),
+            pattern_row(w.pattern, a, false)
+        )]),
+    )
+    .await;
+    assert_eq!(outcome(&out[0]), "applied", "{}", out[0]);
     let page = search(&db.pool, b, "all", None, None, 50, None).await;
     assert!(!ids_of(&page).contains(&w.pattern.to_string()));
 

@@ -641,3 +641,112 @@ async fn floats_come_back_exact_and_with_a_fraction() {
     }
     db.drop().await;
 }
+
+/// The skew bound is a per-database setting (`luma.config.max_clock_skew_ms`), as it is a
+/// per-server setting of MemoryRemote (`set_max_clock_skew`): widened, an hour-ahead stamp is
+/// applied; narrowed to zero, a minute-ahead stamp is refused `clock_skew`.
+#[tokio::test]
+async fn the_clock_skew_bound_is_configurable() {
+    use luma_sync::{MemoryRemote, Remote};
+    let db = TestDb::new().await;
+    let a = Uuid::new_v4();
+    let ahead = |ms: u64| {
+        luma_model::Hlc::new(luma_model::wall_clock_ms() + ms, 0, luma_model::SiteId(5)).to_string()
+    };
+    let v = Uuid::new_v4();
+    let out = push(
+        &db.pool,
+        a,
+        json!([upsert(
+            "venues",
+            &v.to_string(),
+            &ahead(3_600_000),
+            venue_row(v, a, "Club", None)
+        )]),
+    )
+    .await;
+    assert_eq!(
+        (outcome(&out[0]), code(&out[0])),
+        ("rejected", "clock_skew"),
+        "{}",
+        out[0]
+    );
+    let reason = out[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("300000"),
+        "the reason names the bound: {reason}"
+    );
+    sqlx::query("UPDATE luma.config SET max_clock_skew_ms = 7200000")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let out = push(
+        &db.pool,
+        a,
+        json!([upsert(
+            "venues",
+            &v.to_string(),
+            &ahead(3_600_000),
+            venue_row(v, a, "Club", None)
+        )]),
+    )
+    .await;
+    assert_eq!(outcome(&out[0]), "applied", "{}", out[0]);
+    sqlx::query("UPDATE luma.config SET max_clock_skew_ms = 0")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let w = Uuid::new_v4();
+    let out = push(
+        &db.pool,
+        a,
+        json!([upsert(
+            "venues",
+            &w.to_string(),
+            &ahead(60_000),
+            venue_row(w, a, "Club", None)
+        )]),
+    )
+    .await;
+    assert_eq!(
+        (outcome(&out[0]), code(&out[0])),
+        ("rejected", "clock_skew"),
+        "{}",
+        out[0]
+    );
+    db.drop().await;
+
+    let remote = MemoryRemote::new();
+    let user = luma_model::UserId::new();
+    let token = remote.issue_token(user);
+    let change = |stamp: &str| luma_sync::Change {
+        table: "venues".into(),
+        key: luma_model::RecordKey::from_canonical(v.to_string()),
+        hlc: stamp.parse().unwrap(),
+        op: luma_model::OpKind::Upsert,
+        row: Some(match venue_row(v, user.0, "Club", None) {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!(),
+        }),
+    };
+    let out = remote
+        .push(&token, &[change(&ahead(3_600_000))])
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            out[0].outcome,
+            luma_sync::Outcome::Rejected {
+                code: luma_sync::RejectCode::ClockSkew,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    remote.set_max_clock_skew(std::time::Duration::from_secs(7200));
+    let out = remote
+        .push(&token, &[change(&ahead(3_600_000))])
+        .await
+        .unwrap();
+    assert_eq!(out[0].outcome, luma_sync::Outcome::Applied);
+}

@@ -165,23 +165,25 @@ async fn another_user_cannot_read_or_write_through_direct_sql() {
         .await
         .expect("select");
         assert_eq!(seen, 0, "{table} readable by B");
-        let tombstoned = sqlx::query(&format!(
-            "UPDATE public.{table} SET deleted_at = now(), hlc = '999999999999999-000000-0000000000000fff' WHERE id = $1"
-        ))
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .expect("update runs")
-        .rows_affected();
-        assert_eq!(tombstoned, 0, "{table} tombstoned by B");
-        let deleted = sqlx::query(&format!("DELETE FROM public.{table} WHERE id = $1"))
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .expect("delete runs")
-            .rows_affected();
-        assert_eq!(deleted, 0, "{table} deleted by B");
         tx.commit().await.expect("commit");
+        // Writes by direct SQL are not granted at all (0011): only luma_push writes.
+        for sql in [
+            format!("UPDATE public.{table} SET deleted_at = now(), hlc = '999999999999999-000000-0000000000000fff' WHERE id = $1"),
+            format!("DELETE FROM public.{table} WHERE id = $1"),
+        ] {
+            let mut tx = user_tx(&db.pool, b).await;
+            let err = sqlx::query(&sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .expect_err("a direct write was accepted");
+            assert_eq!(
+                err.as_database_error().and_then(|e| e.code()).as_deref(),
+                Some("42501"),
+                "{table}: {err}"
+            );
+            tx.rollback().await.expect("rollback");
+        }
     }
 
     // Still all there, unchanged (as the superuser).
@@ -369,15 +371,20 @@ async fn a_member_edits_the_venue_rows_but_not_its_existence_or_share_code() {
         assert_eq!((outcome(o), code(o)), ("rejected", "forbidden"), "{o}");
     }
 
-    // Direct SQL: deleting the venue affects nothing, changing its share code fails.
+    // Direct SQL: deleting the venue and changing its share code are refused (no write grants).
     let mut tx = user_tx(&db.pool, b).await;
-    let n = sqlx::query("DELETE FROM public.venues WHERE id = $1")
+    let err = sqlx::query("DELETE FROM public.venues WHERE id = $1")
         .bind(w.venue)
         .execute(&mut *tx)
         .await
-        .expect("delete")
-        .rows_affected();
-    assert_eq!(n, 0);
+        .expect_err("member deleted the venue by direct SQL");
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("42501"),
+        "{err}"
+    );
+    tx.rollback().await.ok();
+    let mut tx = user_tx(&db.pool, b).await;
     let err = sqlx::query("UPDATE public.venues SET share_code = 'STOLEN02' WHERE id = $1")
         .bind(w.venue)
         .execute(&mut *tx)

@@ -78,7 +78,16 @@ impl Record for Pattern {
     };
 
     fn validate(&self) -> Result<(), ValidationError> {
-        validate::name("patterns", "name", &self.name)
+        validate::name("patterns", "name", &self.name)?;
+        validate::no_nul_all(
+            "patterns",
+            &[
+                ("name", Some(&self.name)),
+                ("description", Some(&self.description)),
+                ("category", self.category.as_deref()),
+                ("author_name", self.author_name.as_deref()),
+            ],
+        )
     }
 }
 impl Syncable for Pattern {}
@@ -132,7 +141,9 @@ impl Record for Implementation {
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::name("implementations", "name", &self.name)?;
-        validate::json_object("implementations", "graph_json", &self.graph_json)
+        validate::no_nul("implementations", "name", &self.name)?;
+        validate::json_object("implementations", "graph_json", &self.graph_json)?;
+        validate::json_value("implementations", "graph_json", &self.graph_json)
     }
 }
 impl Syncable for Implementation {}
@@ -156,6 +167,7 @@ impl Record for Category {
     };
 
     fn validate(&self) -> Result<(), ValidationError> {
-        validate::name("categories", "name", &self.name)
+        validate::name("categories", "name", &self.name)?;
+        validate::no_nul("categories", "name", &self.name)
     }
 }

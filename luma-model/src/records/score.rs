@@ -68,7 +68,8 @@ impl Record for Score {
     };
 
     fn validate(&self) -> Result<(), ValidationError> {
-        validate::name("scores", "name", &self.name)
+        validate::name("scores", "name", &self.name)?;
+        validate::no_nul("scores", "name", &self.name)
     }
 }
 impl Syncable for Score {}
@@ -217,7 +218,8 @@ impl Record for TrackScore {
                 ),
             });
         }
-        validate::json_object(T, "args", &self.args)
+        validate::json_object(T, "args", &self.args)?;
+        validate::json_value(T, "args", &self.args)
     }
 }
 impl Syncable for TrackScore {}
@@ -241,6 +243,8 @@ impl Record for Setting {
     };
 
     fn validate(&self) -> Result<(), ValidationError> {
-        validate::name("settings", "key", &self.key)
+        validate::name("settings", "key", &self.key)?;
+        validate::no_nul("settings", "key", &self.key)?;
+        validate::json_value("settings", "value", &self.value)
     }
 }

@@ -104,6 +104,20 @@ impl Record for Track {
 
     fn validate(&self) -> Result<(), ValidationError> {
         const T: &str = "tracks";
+        validate::no_nul_all(
+            T,
+            &[
+                ("track_hash", self.track_hash.as_deref()),
+                ("title", Some(&self.title)),
+                ("artist", self.artist.as_deref()),
+                ("album", self.album.as_deref()),
+                ("key", self.key.as_deref()),
+                ("file_path", self.file_path.as_deref()),
+                ("album_art_path", self.album_art_path.as_deref()),
+                ("album_art_mime", self.album_art_mime.as_deref()),
+                ("album_art_ref", self.album_art_ref.as_deref()),
+            ],
+        )?;
         if let Some(hash) = &self.track_hash {
             if hash.len() != 64
                 || !hash
@@ -223,6 +237,11 @@ impl Record for TrackRoots {
             table: "tracks",
         },
     };
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        validate::json_value("track_roots", "sections", &self.sections)?;
+        validate::no_nul_all("track_roots", &[("logits_ref", self.logits_ref.as_deref())])
+    }
 }
 impl Syncable for TrackRoots {}
 
@@ -283,6 +302,7 @@ impl Record for TrackWaveform {
 
     fn validate(&self) -> Result<(), ValidationError> {
         const T: &str = "track_waveforms";
+        validate::no_nul_all(T, &[("full_ref", self.full_ref.as_deref())])?;
         validate::int_range(T, "sample_rate", self.sample_rate, 1, 1_000_000)?;
         validate::real_range(T, "decoded_duration", self.decoded_duration, 0.0, f64::MAX)
     }
@@ -315,6 +335,13 @@ impl Record for TrackStem {
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::name("track_stems", "stem_name", &self.stem_name)?;
+        validate::no_nul_all(
+            "track_stems",
+            &[
+                ("stem_name", Some(&self.stem_name)),
+                ("file_path", Some(&self.file_path)),
+            ],
+        )?;
         if self.file_path.is_empty() {
             return Err(ValidationError::Empty {
                 table: "track_stems",

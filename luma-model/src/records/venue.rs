@@ -68,6 +68,14 @@ impl Record for Venue {
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::name("venues", "name", &self.name)?;
+        validate::no_nul_all(
+            "venues",
+            &[
+                ("name", Some(&self.name)),
+                ("description", Some(&self.description)),
+                ("share_code", self.share_code.as_deref()),
+            ],
+        )?;
         if let Some(code) = &self.share_code {
             if code.len() != 8
                 || !code
@@ -180,6 +188,16 @@ impl Record for Fixture {
     fn validate(&self) -> Result<(), ValidationError> {
         const T: &str = "fixtures";
         validate::int_range(T, "universe", self.universe, 1, MAX_UNIVERSE)?;
+        validate::no_nul_all(
+            T,
+            &[
+                ("manufacturer", Some(&self.manufacturer)),
+                ("model", Some(&self.model)),
+                ("mode_name", Some(&self.mode_name)),
+                ("fixture_path", self.fixture_path.as_deref()),
+                ("label", self.label.as_deref()),
+            ],
+        )?;
         validate::int_range(T, "address", self.address, 1, DMX_CHANNELS)?;
         validate::int_range(T, "num_channels", self.num_channels, 1, DMX_CHANNELS)?;
         if self.address + self.num_channels - 1 > DMX_CHANNELS {
@@ -269,6 +287,13 @@ impl Record for FixtureGroup {
     fn validate(&self) -> Result<(), ValidationError> {
         const T: &str = "fixture_groups";
         validate::name(T, "name", &self.name)?;
+        validate::no_nul(T, "name", &self.name)?;
+        for tag in &self.tags {
+            validate::no_nul(T, "tags", tag)?;
+        }
+        if let Some(config) = &self.movement_config {
+            validate::json_value(T, "movement_config", config)?;
+        }
         for (field, v) in [
             ("axis_lr", self.axis_lr),
             ("axis_fb", self.axis_fb),
