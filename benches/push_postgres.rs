@@ -29,7 +29,7 @@ fn base() -> PgConnectOptions {
 }
 
 fn fixture(id: Uuid, venue: Uuid, i: usize) -> Value {
-    json!({"id": id, "venue_id": venue, "universe": 1, "address": (i % 512) + 1, "num_channels": 4,
+    json!({"id": id, "venue_id": venue, "universe": 1, "address": (i % 509) + 1, "num_channels": 4,
            "manufacturer": "Acme", "model": "Par", "mode_name": "4ch", "label": null,
            "pos_x": 0.5, "pos_y": 0.0, "pos_z": 2.0, "rot_x": 0.0, "rot_y": 0.0, "rot_z": 0.0})
 }
@@ -180,7 +180,7 @@ async fn per_row(s: &Setup, n: usize) -> Duration {
         )
         .bind(Uuid::new_v4())
         .bind(s.venue)
-        .bind((i % 512) as i64 + 1)
+        .bind((i % 509) as i64 + 1)
         .bind(stamp(i + 1).to_string())
         .execute(&mut *tx)
         .await

@@ -293,6 +293,17 @@ async fn snapshot(pool: &PgPool) -> String {
         )
         .collect();
     for t in tables {
+        // (every table exists since 0011; skipping a missing one lets the suite run, and count
+        // its failures, against an older schema)
+        let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&t)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if !exists {
+            parts.push(format!("{t}=missing"));
+            continue;
+        }
         let (h,): (Option<String>,) = sqlx::query_as(&format!(
             "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {t} t"
         ))
