@@ -27,6 +27,8 @@ use serde_json::json;
 struct Hostile {
     inner: MemoryRemote,
     extra: Arc<Mutex<Vec<(String, PulledRow)>>>,
+    /// A table whose pull answers something the client cannot read.
+    garbled: Arc<Mutex<Option<String>>>,
 }
 
 impl Hostile {
@@ -34,6 +36,7 @@ impl Hostile {
         Self {
             inner,
             extra: Arc::default(),
+            garbled: Arc::default(),
         }
     }
 
@@ -56,6 +59,11 @@ impl Remote for Hostile {
         token: &AccessToken,
         request: &PullRequest,
     ) -> luma_sync::Result<PullPage> {
+        if self.garbled.lock().unwrap().as_deref() == Some(request.table.as_str()) {
+            return Err(luma_sync::SyncError::protocol(
+                "the page is not the expected JSON",
+            ));
+        }
         let mut page = self.inner.pull(token, request).await?;
         if !page.has_more {
             let mut extra = self.extra.lock().unwrap();
@@ -358,6 +366,29 @@ async fn a_device_poisoned_by_the_old_build_recovers_on_open() {
         .await
         .unwrap();
     assert!(near_wall(store.outbox().all().await.unwrap()[0].hlc));
+}
+
+#[tokio::test]
+async fn a_pull_that_fails_on_an_unreadable_answer_still_pushes() {
+    let remote = Hostile::new(MemoryRemote::new());
+    let user = UserId::new();
+    let e = engine(Store::open_in_memory().await.unwrap(), &remote, user).await;
+    let venue = Venue::new("club");
+    e.local().venues().create(&venue).await.unwrap();
+    *remote.garbled.lock().unwrap() = Some("fixtures".into());
+    let err = e.sync_now().await.unwrap_err();
+    assert!(
+        matches!(err, luma_sync::SyncError::Protocol { .. }),
+        "{err:?}"
+    );
+    assert!(
+        remote_stamp(&remote.inner, "venues", &RecordKey::from(venue.id)).is_some(),
+        "the local edit went out although the pull failed"
+    );
+    assert!(e.status().borrow().last_error.is_some());
+    *remote.garbled.lock().unwrap() = None;
+    e.sync_now().await.unwrap();
+    assert_eq!(e.local().outbox().pending_count().await.unwrap(), 0);
 }
 
 fn hostile_stamp() -> impl Strategy<Value = Hlc> {
