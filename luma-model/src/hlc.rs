@@ -278,6 +278,28 @@ impl Clock {
     }
 }
 
+/// The default bound on how far ahead of the receiver's wall clock a remote stamp may be: 5
+/// minutes. The server refuses a pushed change stamped further ahead (code `clock_skew`; the
+/// cloud SQL's `luma.config.max_clock_skew_ms` and `MemoryRemote` default to the same), and a
+/// device parks a pulled row stamped further ahead instead of absorbing its stamp (so a device
+/// clock is never pushed past what the server accepts). One rule: [`Hlc::is_beyond_skew`].
+pub const DEFAULT_MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Hlc {
+    /// True if the stamp's physical time is more than `max_skew_ms` ahead of `now_ms`: a
+    /// server refuses such a change, a device does not absorb such a stamp.
+    ///
+    /// ```
+    /// use luma_model::{Hlc, SiteId};
+    /// let stamp = Hlc::new(1_000 + 300_001, 0, SiteId(1));
+    /// assert!(stamp.is_beyond_skew(1_000, 300_000));
+    /// assert!(!stamp.is_beyond_skew(1_001, 300_000));
+    /// ```
+    pub fn is_beyond_skew(&self, now_ms: u64, max_skew_ms: u64) -> bool {
+        self.physical_ms > now_ms.saturating_add(max_skew_ms)
+    }
+}
+
 /// Milliseconds since the Unix epoch from the system clock (0 if the clock is before 1970).
 pub fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()

@@ -31,7 +31,10 @@ mod validate;
 
 pub use community::{CursorError, PatternFilter, PatternTab, SearchKey};
 pub use error::{ParseIdError, RowError, ValidationError};
-pub use hlc::{wall_clock_ms, Clock, Hlc, HlcParseError, SiteId, MAX_COUNTER, MAX_PHYSICAL_MS};
+pub use hlc::{
+    wall_clock_ms, Clock, Hlc, HlcParseError, SiteId, DEFAULT_MAX_CLOCK_SKEW, MAX_COUNTER,
+    MAX_PHYSICAL_MS,
+};
 pub use ids::{
     FixtureGroupId, FixtureId, ImplementationId, PatternId, ScoreId, TrackId, TrackScoreId, UserId,
     VenueId,

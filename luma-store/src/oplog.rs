@@ -169,7 +169,9 @@ impl Store {
         // A stamp beyond the clock-skew bound is never absorbed: the device clock would be
         // dragged along (and, near the end of the text form's range, could not tick). Pulled
         // rows so stamped are parked before they get here; this guards every other path.
-        if !seen.is_representable() || seen.physical_ms > self.stamp_bound_ms() {
+        if !seen.is_representable()
+            || seen.is_beyond_skew(luma_model::wall_clock_ms(), self.max_skew_ms())
+        {
             tracing::warn!(stamp = %seen, "a remote stamp beyond the clock-skew bound was not merged into the clock");
             return Ok(false);
         }

@@ -25,9 +25,9 @@ use crate::error::{Result, StoreError};
 use crate::store::Store;
 use crate::sync_api::{ApplyReport, PulledRow};
 
-/// The default bound on how far a remote stamp may be ahead of the device's wall clock
-/// (5 minutes, the server's default skew).
-pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// The default bound on how far a remote stamp may be ahead of the device's wall clock (the
+/// rule and its default live in luma-model, shared with the server side).
+pub use luma_model::DEFAULT_MAX_CLOCK_SKEW;
 
 /// Why a pulled row is parked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -145,19 +145,23 @@ impl Store {
             .store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The bound of [`Store::max_clock_skew`] in ms.
+    pub(crate) fn max_skew_ms(&self) -> u64 {
+        self.inner
+            .max_skew_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The newest physical time (ms) a remote stamp may carry now.
     pub(crate) fn stamp_bound_ms(&self) -> u64 {
-        luma_model::wall_clock_ms().saturating_add(
-            self.inner
-                .max_skew_ms
-                .load(std::sync::atomic::Ordering::Relaxed),
-        )
+        luma_model::wall_clock_ms().saturating_add(self.max_skew_ms())
     }
 
     /// The rows of a page that cannot be applied now, with their reasons (cheap checks in
     /// memory, no statement).
     pub(crate) fn triage(&self, spec: &TableSpec, rows: &[PulledRow]) -> Vec<ToPark> {
-        let bound = self.stamp_bound_ms();
+        let now_ms = luma_model::wall_clock_ms();
+        let skew_ms = self.max_skew_ms();
         let check = self.row_check(spec.name);
         let mut out = Vec::new();
         for (index, r) in rows.iter().enumerate() {
@@ -173,7 +177,7 @@ impl Store {
                 });
                 continue;
             }
-            if r.hlc.physical_ms > bound {
+            if r.hlc.is_beyond_skew(now_ms, skew_ms) {
                 out.push(ToPark {
                     index,
                     reason: ParkReason::ClockSkew,

@@ -37,7 +37,7 @@ impl Default for StoreOptions {
         Self {
             busy_timeout: Duration::from_secs(10),
             max_readers: 4,
-            max_clock_skew: crate::parked::DEFAULT_MAX_CLOCK_SKEW,
+            max_clock_skew: luma_model::DEFAULT_MAX_CLOCK_SKEW,
         }
     }
 }
@@ -156,13 +156,7 @@ impl Store {
                 source,
             })?;
         migrate(&pool).await?;
-        Self::finish(
-            pool.clone(),
-            pool,
-            None,
-            crate::parked::DEFAULT_MAX_CLOCK_SKEW,
-        )
-        .await
+        Self::finish(pool.clone(), pool, None, luma_model::DEFAULT_MAX_CLOCK_SKEW).await
     }
 
     async fn finish(

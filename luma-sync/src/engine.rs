@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::error::{Result, SyncError};
 use crate::local::Local;
-use crate::remote::{Change, Outcome, PullPage, PullRequest, Remote, Watermark};
+use crate::remote::{Change, Outcome, PullPage, PullRequest, RejectCode, Remote, Watermark};
 use crate::status::{FileStatusFeed, Phase, Progress, SyncStatus, TablesChanged};
 use crate::token::{AccessToken, TokenProvider};
 
@@ -778,7 +778,10 @@ impl<L: Local, R: Remote> Core<L, R> {
                     // retried on the backoff (shown in `pending_errors()` and the status
                     // meanwhile); it goes through once the server's clock is within its skew
                     // of the stamp.
-                    Outcome::Rejected { reason, code } if code.as_str() == "clock_skew" => {
+                    Outcome::Rejected {
+                        reason,
+                        code: RejectCode::ClockSkew,
+                    } => {
                         tracing::warn!(op = %r.op.id, table = %r.op.table, key = %r.op.key, %reason, "stamp ahead of the server clock: retrying later");
                         let delay = self.backoff(r.op.attempts.saturating_add(1));
                         skewed = Some(format!("clock_skew: {reason}"));

@@ -74,6 +74,8 @@ pub use community::import_bundle;
 pub use engine::{Backoff, CycleReport, PullReport, PushReport, SyncConfig, SyncEngine};
 pub use error::{Result, SyncError};
 pub use local::Local;
+/// Rows a pull could not apply yet (kept durably, listed by [`SyncEngine::parked_rows`]).
+pub use luma_store::{ParkReason, ParkedRow};
 #[cfg(feature = "testing")]
 pub use memory::{Call, Fault, FaultConfig, MemoryRemote, RemoteStats, DEFAULT_MAX_CLOCK_SKEW};
 pub use postgres::{AdminError, PostgresAdmin, PostgresRemote};

@@ -162,8 +162,9 @@ struct State {
     max_skew_ms: u64,
 }
 
-/// The default allowed clock skew of a pushed stamp (as the cloud SQL's `luma.config`): 5 minutes.
-pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// The default allowed clock skew of a pushed stamp (the rule and its default live in
+/// luma-model, shared with the device side and the cloud SQL's `luma.config`).
+pub use luma_model::DEFAULT_MAX_CLOCK_SKEW;
 
 /// An in-memory remote with the semantics of the cloud SQL (`PROTOCOL.md`): per-row last
 /// writer wins by HLC (a tombstone wins a tie), tombstones, a server change sequence for
@@ -268,7 +269,7 @@ impl MemoryRemote {
                 stats: RemoteStats::default(),
                 issued: 0,
                 horizon: 0,
-                max_skew_ms: 300_000,
+                max_skew_ms: DEFAULT_MAX_CLOCK_SKEW.as_millis() as u64,
             })),
         }
     }
@@ -791,8 +792,9 @@ impl State {
         let Some(spec) = self.spec(&c.table).filter(|s| s.is_synced()) else {
             return reject(RejectCode::Invalid, "unknown table");
         };
-        let bound = luma_model::wall_clock_ms().saturating_add(self.max_skew_ms);
-        if c.hlc.physical_ms > bound {
+        if c.hlc
+            .is_beyond_skew(luma_model::wall_clock_ms(), self.max_skew_ms)
+        {
             return reject(
                 RejectCode::ClockSkew,
                 &format!(

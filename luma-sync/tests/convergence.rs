@@ -732,3 +732,27 @@ async fn a_child_written_after_its_parents_delete_goes_when_the_parent_is_revive
         .await;
     }
 }
+
+/// The last case of `convergence.proptest-regressions`, replayed on every run (proptest does
+/// not find that file for an integration test, so the saved case is never re-run by itself).
+#[tokio::test]
+async fn saved_case_group_under_a_deleted_venue() {
+    use Step::*;
+    use Write::*;
+    for _ in 0..20 {
+        run_case(
+            &Memory(MemoryRemote::new()),
+            vec![
+                Upsert(2, Venue(0), 0),
+                Sync(2),
+                Upsert(2, Venue(1), 0),
+                Upsert(2, Group(1, 1), 0),
+                Sync(0),
+                Sync(1),
+                Delete(0, Venue(0)),
+                Upsert(1, Group(1, 0), 0),
+            ],
+        )
+        .await;
+    }
+}

@@ -454,3 +454,54 @@ proptest! {
         });
     }
 }
+
+/// A device whose clock runs ahead of the server's bound: its op is refused `clock_skew`, stays
+/// pending (not rejected: no manual retry), shows its error, and goes through on its own once
+/// the server accepts the stamp.
+#[tokio::test]
+async fn a_clock_skew_refusal_stays_pending_and_goes_through_later() {
+    let remote = MemoryRemote::new();
+    remote.set_max_clock_skew(std::time::Duration::from_secs(10));
+    let user = UserId::new();
+    let e = common::device(&remote, user).await;
+    // The device's clock absorbs a stamp one minute ahead (within its own 5-minute bound).
+    let ahead = Hlc::new(luma_model::wall_clock_ms() + 60_000, 0, SiteId(9));
+    assert!(e.local().merge_remote_clock(ahead).await.unwrap());
+    let venue = Venue::new("Ahead");
+    e.local().venues().create(&venue).await.unwrap();
+
+    let report = e.sync_now().await.unwrap();
+    let skew = report.push.clock_skew_error.expect("a clock_skew refusal");
+    assert!(skew.starts_with("clock_skew"), "{skew}");
+    let errors = e.local().outbox().errors().await.unwrap();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        !errors[0].rejected,
+        "clock skew is not a permanent rejection"
+    );
+    assert!(errors[0]
+        .last_error
+        .as_deref()
+        .is_some_and(|m| m.starts_with("clock_skew")));
+    assert!(e
+        .status()
+        .borrow()
+        .last_error
+        .as_deref()
+        .is_some_and(|m| m.contains("clock_skew")));
+    assert!(remote_stamp(&remote, "venues", &venue.key().unwrap()).is_none());
+
+    // The server's bound widens (or its clock catches up): the op goes through with no
+    // manual call once its retry time has come.
+    remote.set_max_clock_skew(luma_model::DEFAULT_MAX_CLOCK_SKEW);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while remote_stamp(&remote, "venues", &venue.key().unwrap()).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the op never went through"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        e.sync_now().await.unwrap();
+    }
+    assert!(e.local().outbox().all().await.unwrap().is_empty());
+}
