@@ -119,3 +119,24 @@ pub enum RowError {
         column: &'static str,
     },
 }
+
+/// Why a row as it travels (synced columns only) is refused: the device parks such a pulled
+/// row, the server refuses such a pushed one. See [`Record::check_wire_row`](crate::Record::check_wire_row).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum WireRowError {
+    /// The row does not decode into its record type.
+    #[error("the row does not decode: {source}")]
+    Decode {
+        /// The decoding error.
+        #[source]
+        source: RowError,
+    },
+    /// The record breaks its own rules.
+    #[error("{source}")]
+    Invalid {
+        /// The broken rule.
+        #[source]
+        source: ValidationError,
+    },
+}

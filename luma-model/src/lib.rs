@@ -30,7 +30,7 @@ mod spec;
 mod validate;
 
 pub use community::{CursorError, PatternFilter, PatternTab, SearchKey};
-pub use error::{ParseIdError, RowError, ValidationError};
+pub use error::{ParseIdError, RowError, ValidationError, WireRowError};
 pub use hlc::{
     wall_clock_ms, Clock, Hlc, HlcParseError, SiteId, DEFAULT_MAX_CLOCK_SKEW, MAX_COUNTER,
     MAX_PHYSICAL_MS,

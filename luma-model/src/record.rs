@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::{RowError, ValidationError};
+use crate::error::{RowError, ValidationError, WireRowError};
 use crate::spec::{RecordKey, TableSpec};
 
 /// A row as the store and the sync engine carry it: a JSON object keyed by column name.
@@ -55,6 +55,48 @@ pub trait Record: Serialize + DeserializeOwned + Send + Sync + 'static {
             table: Self::SPEC.name,
             source,
         })
+    }
+
+    /// The client's rules for a row as it travels between a device and the server (synced
+    /// columns only; a missing local-only column counts as null): it decodes into the record
+    /// type and the record [validates](Record::validate). One rule for both sides: a device
+    /// parks a pulled row that fails it, and the server refuses a pushed one (`MemoryRemote`
+    /// calls this; the cloud SQL's CHECK rules of migration 0011 state the same rules).
+    fn check_wire_row(row: &Row) -> Result<(), WireRowError> {
+        let decode = |source| WireRowError::Decode {
+            source: RowError::Decode {
+                table: Self::SPEC.name,
+                source,
+            },
+        };
+        let complete = Self::SPEC.local_only_columns().all(|c| row.contains_key(c));
+        let record = if complete {
+            // Decodes from the borrowed row (no copy on the common path).
+            Self::deserialize(row).map_err(decode)?
+        } else {
+            // A missing local-only column is null (an optional field); a field that is not
+            // optional gets its kind's zero value instead (what the device's own default
+            // fills in when the row is stored).
+            let fill = |zero: bool| {
+                let mut full = row.clone();
+                for c in Self::SPEC.columns.iter().filter(|c| c.local_only) {
+                    let value = if zero {
+                        c.kind.zero_value()
+                    } else {
+                        serde_json::Value::Null
+                    };
+                    full.entry(c.name).or_insert(value);
+                }
+                full
+            };
+            match Self::deserialize(&fill(false)) {
+                Ok(record) => record,
+                Err(first) => Self::deserialize(&fill(true)).map_err(|_| decode(first))?,
+            }
+        };
+        record
+            .validate()
+            .map_err(|source| WireRowError::Invalid { source })
     }
 }
 

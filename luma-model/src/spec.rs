@@ -27,6 +27,22 @@ pub enum ColumnKind {
     Timestamp,
 }
 
+impl ColumnKind {
+    /// The zero value of the kind in a row's JSON form (false, 0, 0.0, "", an empty blob, null
+    /// JSON, the nil uuid, the epoch).
+    pub fn zero_value(self) -> serde_json::Value {
+        match self {
+            ColumnKind::Uuid => serde_json::Value::String(uuid::Uuid::nil().to_string()),
+            ColumnKind::Text | ColumnKind::Blob => serde_json::Value::String(String::new()),
+            ColumnKind::Integer => serde_json::Value::from(0),
+            ColumnKind::Real => serde_json::Value::from(0.0),
+            ColumnKind::Bool => serde_json::Value::Bool(false),
+            ColumnKind::Json => serde_json::Value::Null,
+            ColumnKind::Timestamp => serde_json::Value::String("1970-01-01T00:00:00Z".into()),
+        }
+    }
+}
+
 /// One column of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Column {

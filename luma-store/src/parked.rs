@@ -90,11 +90,10 @@ pub struct ParkedRow {
 /// Checks that a pulled row decodes into its record type.
 pub(crate) type RowCheck = fn(&Row) -> std::result::Result<(), String>;
 
-/// The [`RowCheck`] of record type `T` (decodes without copying the row).
+/// The [`RowCheck`] of record type `T`: the client's one rule for a row as it travels
+/// ([`Record::check_wire_row`], which the server side applies too).
 pub(crate) fn decode_check<T: Record>(row: &Row) -> std::result::Result<(), String> {
-    T::deserialize(row)
-        .map(|_| ())
-        .map_err(|e| format!("the row does not decode: {e}"))
+    T::check_wire_row(row).map_err(|e| e.to_string())
 }
 
 /// A row of a page to park, with its reason.
@@ -219,17 +218,7 @@ impl Store {
                 continue;
             }
             if let Some(check) = check {
-                // A pulled row has no local-only columns: a record type whose local-only field
-                // is not optional reports it missing (serde reports missing fields last, after
-                // every present field decoded), which is no reason to park.
-                let missing_local = |m: &str| {
-                    spec.local_only_columns()
-                        .any(|c| m.contains(&format!("missing field `{c}`")))
-                };
                 if let Err(message) = check(row) {
-                    if missing_local(&message) {
-                        continue;
-                    }
                     out.push(ToPark {
                         index,
                         reason: ParkReason::Invalid,

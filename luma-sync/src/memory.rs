@@ -198,8 +198,7 @@ const NOT_WRITABLE: &str = "not writable by this user";
 /// migration 0011). Plugin tables are not checked here.
 fn validate_row(table: &str, row: &Row) -> std::result::Result<(), String> {
     fn check<R: Record>(row: &Row) -> std::result::Result<(), String> {
-        let record = R::from_row(row.clone()).map_err(|e| e.to_string())?;
-        record.validate().map_err(|e| e.to_string())
+        R::check_wire_row(row).map_err(|e| e.to_string())
     }
     use luma_model::{
         Fixture, FixtureGroup, FixtureGroupMember, Implementation, Score, Track, TrackBeats,
