@@ -140,6 +140,7 @@ pub async fn check_all<H: Harness>(h: &H) -> Result<(), Failure> {
     }
     if h.capabilities().purge {
         check_resync_after_purge(h).await?;
+        check_resync_pass_served_to_its_end(h).await?;
     }
     Ok(())
 }
@@ -1005,6 +1006,67 @@ pub async fn check_resync_after_purge<H: Harness>(h: &H) -> Result<(), Failure> 
         "a purged tombstone is still served"
     );
     ensure!(rows.contains_key(&f2), "a live row was purged");
+    Ok(())
+}
+
+/// A pass that starts from null after a purge is served to its end, page after page, even
+/// though its cursors are below the purge position (PostgreSQL: cloud migration 0012), and
+/// the cursor it ends with is accepted later; a purge during a pass that passes its cursor
+/// refuses its next page with `resync_required` (never a page that looks like the last).
+pub async fn check_resync_pass_served_to_its_end<H: Harness>(h: &H) -> Result<(), Failure> {
+    let a = UserId::new();
+    let t = h.sign_in(a).await;
+    let v = new_id();
+    let fixtures: Vec<String> = (0..10).map(|_| new_id()).collect();
+    let mut changes = vec![up("venues", &v, hlc(1), venue_row(&v, a, "Club"))];
+    for (i, f) in (1i64..).zip(&fixtures) {
+        changes.push(up("fixtures", f, hlc(1), fixture_row(f, &v, i)));
+    }
+    applied(&push(h, &t, changes).await?)?;
+    // The newest change of the table is a tombstone: the purge position is above every row.
+    applied(&push(h, &t, vec![del("fixtures", &fixtures[9], hlc(2))]).await?)?;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    h.purge_tombstones().await;
+    let (rows, end) = pull_all(h, &t, "fixtures", None, 3).await?;
+    let rows = by_key(&rows);
+    ensure!(
+        fixtures[..9].iter().all(|f| rows.contains_key(f)) && !rows.contains_key(&fixtures[9]),
+        "a pass from null after a purge returned {} rows",
+        rows.len()
+    );
+    let (again, _) = pull_all(h, &t, "fixtures", end, 3).await?;
+    ensure!(
+        again.is_empty(),
+        "the end cursor of a complete pass answered {} rows",
+        again.len()
+    );
+    // A purge during a pass: its next page is refused.
+    let watermark = h.settled_watermark(&t).await;
+    let request = |cursor: Option<String>| PullRequest {
+        table: "fixtures".into(),
+        cursor,
+        limit: 3,
+        watermark: watermark.clone(),
+    };
+    let first = h.remote().pull(&t, &request(None)).await?;
+    ensure!(
+        !first.resync_required && first.has_more && first.cursor.is_some(),
+        "the first page of a pass answered {first:?}"
+    );
+    applied(&push(h, &t, vec![del("fixtures", &fixtures[8], hlc(3))]).await?)?;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    h.purge_tombstones().await;
+    let next = h.remote().pull(&t, &request(first.cursor.clone())).await?;
+    ensure!(
+        next.resync_required && next.rows.is_empty() && !next.has_more,
+        "a page after a purge during its pass answered {next:?}"
+    );
+    let rows = by_key(&pull_all(h, &t, "fixtures", None, 3).await?.0);
+    ensure!(
+        rows.len() == 8 && !rows.contains_key(&fixtures[8]),
+        "the pass after the second purge returned {} rows",
+        rows.len()
+    );
     Ok(())
 }
 

@@ -19,6 +19,11 @@ use crate::remote::{Change, Outcome, PullPage, PullRequest, RejectCode, Remote, 
 use crate::status::{FileStatusFeed, Phase, Progress, SyncStatus, TablesChanged};
 use crate::token::{AccessToken, TokenProvider};
 
+/// How many times one table's pass restarts from null on `resync_required` within one cycle
+/// before the table is reported failed for that cycle (its rows are left as they are and the
+/// next cycle runs the whole pass again).
+const MAX_RESYNC_RESTARTS: u32 = 3;
+
 /// Exponential backoff with jitter and a cap, for transient failures.
 ///
 /// The delay before attempt `n + 1` (after `n` failures, `n >= 1`) is
@@ -449,13 +454,19 @@ impl<L: Local, R: Remote> Core<L, R> {
         let venue_tables = venue_scoped_tables(&specs);
         let memberships = self.membership_change(token).await?;
         let mut memberships_complete = true;
-        let mut repulled: Vec<(&'static str, Vec<luma_model::RecordKey>)> = Vec::new();
+        // Tables pulled again from the start this cycle: the keys the pass returned and the
+        // cursor it ended at (stored only once the unreturned rows are removed).
+        let mut repulled: Vec<(&'static str, Vec<luma_model::RecordKey>, Option<String>)> =
+            Vec::new();
         for spec in specs {
             let table = spec.name;
             let mut cursor = self.local.cursor(user, table).await?;
-            let mut resynced = false;
+            // How often `resync_required` restarted this table's pass.
+            let mut restarts = 0u32;
             // Keys returned by a full re-pull (after `resync_required`, or after the user's
-            // venues changed).
+            // venues changed). While it runs, pages are applied without advancing the stored
+            // cursor: a pass cut short (an error, a crash) leaves the old cursor, so the next
+            // cycle runs the whole pass again instead of resuming it without the removal.
             let mut returned: Option<Vec<luma_model::RecordKey>> = None;
             if memberships.as_ref().is_some_and(|m| m.changed)
                 && venue_tables.iter().any(|t| t == table)
@@ -463,7 +474,6 @@ impl<L: Local, R: Remote> Core<L, R> {
                 tracing::info!(table, "venue memberships changed: pulling the table again");
                 self.local.reset_cursors(user, &[table]).await?;
                 cursor = None;
-                resynced = true;
                 returned = Some(Vec::new());
             }
             // The next page, fetched while the current one was being applied.
@@ -491,14 +501,30 @@ impl<L: Local, R: Remote> Core<L, R> {
                     }
                     Err(e) => return Err(e),
                 };
-                if page.resync_required && !resynced {
+                // A refused cursor (older than the server's tombstone purge) ends nothing: the
+                // pass starts again from null, whatever page it was at (a purge during the pass
+                // refuses its next page). Never read as a last page.
+                if page.resync_required {
+                    if restarts >= MAX_RESYNC_RESTARTS {
+                        let message = format!(
+                            "the server refused the cursor {} times in one cycle \
+                             (tombstone purges during the full re-pull)",
+                            restarts + 1
+                        );
+                        tracing::warn!(table, %message, "giving up the full re-pull this cycle");
+                        report.failed_tables.push((table.to_string(), message));
+                        if returned.take().is_some() && venue_tables.iter().any(|t| t == table) {
+                            memberships_complete = false;
+                        }
+                        break;
+                    }
+                    restarts += 1;
                     tracing::warn!(
                         table,
+                        restarts,
                         "cursor older than the tombstone horizon: pulling the table again"
                     );
-                    self.local.reset_cursors(user, &[table]).await?;
                     cursor = None;
-                    resynced = true;
                     returned = Some(Vec::new());
                     continue;
                 }
@@ -513,9 +539,12 @@ impl<L: Local, R: Remote> Core<L, R> {
                 if page.cursor.is_some() {
                     cursor = page.cursor.clone();
                 }
-                let apply = self
-                    .local
-                    .apply_page(user, table, &page.rows, page.cursor.as_deref());
+                let store_cursor = if returned.is_some() {
+                    None
+                } else {
+                    page.cursor.as_deref()
+                };
+                let apply = self.local.apply_page(user, table, &page.rows, store_cursor);
                 // Pipelining: the remote serves the next page while this one is applied (the
                 // next request depends only on this page's cursor). An apply error ends the pull
                 // and drops the fetched page; a fetch error surfaces when that page is due.
@@ -556,7 +585,7 @@ impl<L: Local, R: Remote> Core<L, R> {
                 }
             }
             if let Some(keys) = returned {
-                repulled.push((table, keys));
+                repulled.push((table, keys, cursor));
             }
         }
         // Parked rows get another chance: a stamp the wall clock has caught up with, or a
@@ -566,10 +595,19 @@ impl<L: Local, R: Remote> Core<L, R> {
         report.apply = merge_apply(std::mem::take(&mut report.apply), retried);
         // Rows the full re-pulls did not return go, children first (a parent stays while a
         // child kept for its pending op references it).
-        let names: Vec<&str> = repulled.iter().map(|(t, _)| *t).collect();
+        let names: Vec<&str> = repulled.iter().map(|(t, _, _)| *t).collect();
         let mut kept = 0;
-        for (table, keys) in repulled.iter().rev() {
+        for (table, keys, end) in repulled.iter().rev() {
             let removed = self.local.remove_unreturned(table, keys, &names).await?;
+            // Only now does the pass's cursor replace the old one.
+            match end {
+                Some(c) => {
+                    self.local
+                        .apply_page(user, table, &[], Some(c.as_str()))
+                        .await?;
+                }
+                None => self.local.reset_cursors(user, &[table]).await?,
+            }
             kept += removed.kept_unreturned;
             tracing::info!(table, removed = removed.deleted, "full re-pull done");
             self.notify(&removed.changed_tables);

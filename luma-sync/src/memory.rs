@@ -343,7 +343,9 @@ impl MemoryRemote {
     }
 
     /// Purges every tombstone written so far (as the server's horizon job would): clients
-    /// whose cursor is older than now are told `resync_required` on their next pull.
+    /// whose cursor is older than now, from a pass that started before this purge, are told
+    /// `resync_required` on their next pull (a pass from null started after it is served to
+    /// its end, as `luma_pull` does since cloud migration 0012).
     pub fn purge_tombstones(&self) {
         let mut s = self.lock();
         let horizon = s.seq;
@@ -942,14 +944,21 @@ impl Remote for MemoryRemote {
                 t.parse::<u64>()
                     .map_err(|_| SyncError::permanent(format!("bad cursor or watermark {t:?}")))
             };
-            let after = request
-                .cursor
-                .as_deref()
-                .map(parse)
-                .transpose()?
-                .unwrap_or(0);
+            // A cursor is `<seq>` (an older form: it knows of no purge) or `<seq>:<mark>`,
+            // where mark is the purge horizon the pass that made it was consistent with (the
+            // horizon when it started from null, carried on by every later page).
+            let (after, mark) = match request.cursor.as_deref() {
+                None => (0, s.horizon),
+                Some(c) => match c.split_once(':') {
+                    Some((seq, mark)) => (parse(seq)?, parse(mark)?),
+                    None => (parse(c)?, 0),
+                },
+            };
             let upto = parse(&request.watermark.0)?;
-            if request.cursor.is_some() && after < s.horizon {
+            // Tombstones the client may not have seen were purged only when both its position
+            // and its pass's horizon are older than the current one: a pass started from null
+            // after the purge is served to its end; a purge during the pass stops it.
+            if request.cursor.is_some() && after < s.horizon && mark < s.horizon {
                 return Ok(PullPage {
                     rows: Vec::new(),
                     cursor: None,
@@ -957,6 +966,7 @@ impl Remote for MemoryRemote {
                     resync_required: true,
                 });
             }
+            let mark = mark.max(s.horizon);
             let mut rows = Vec::new();
             let mut last = None;
             let mut has_more = false;
@@ -994,7 +1004,7 @@ impl Remote for MemoryRemote {
             }
             Ok(PullPage {
                 rows,
-                cursor: last.map(|l| l.to_string()),
+                cursor: last.map(|l| format!("{l}:{mark}")),
                 has_more,
                 resync_required: false,
             })

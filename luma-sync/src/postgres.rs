@@ -341,7 +341,9 @@ impl PostgresAdmin {
     }
 
     /// Hard-deletes tombstones older than `horizon` (as the service role); answers the count
-    /// purged per table. Clients whose cursor is older are told `resync_required`.
+    /// purged per table. Clients whose cursor is older, from a pass that started before this
+    /// purge, are told `resync_required` (cloud migration 0012: a pass from null started
+    /// after it is served to its end).
     pub async fn purge_tombstones(
         &self,
         horizon: std::time::Duration,

@@ -605,3 +605,117 @@ async fn joining_backfills_older_rows_and_removal_clears_them_keeping_unpushed_e
     let server = remote_state(&remote, a.local());
     assert_eq!(local_state(a.local()).await["fixtures"], server["fixtures"]);
 }
+
+/// A device with the default configuration (pages of 1,000 rows).
+async fn default_device(remote: &luma_sync::MemoryRemote, user: UserId) -> Engine {
+    let store = Store::open_in_memory().await.unwrap();
+    store.set_current_user(Some(user)).await.unwrap();
+    SyncEngine::new(
+        store,
+        remote.clone(),
+        Arc::new(luma_sync::StaticToken(Arc::new(remote.issue_token(user)))),
+        luma_sync::SyncConfig::default(),
+    )
+}
+
+/// `n` fixtures of `venue`, each at its own address.
+fn many_fixtures(venue: &Venue, n: i64) -> Vec<Fixture> {
+    (0..n)
+        .map(|i| Fixture::new(venue.id, 1 + i / 500, 1 + i % 500, 1))
+        .collect()
+}
+
+/// Issue 13 item 3: a device offline past a tombstone purge, default pages, 1,500 fixtures:
+/// the resync from null is served to its end, so it keeps every live row (its own synced
+/// rows too) and loses the deleted ones.
+#[tokio::test]
+async fn a_resync_after_a_purge_with_more_than_one_page_keeps_every_live_row() {
+    let remote = luma_sync::MemoryRemote::new();
+    let user = UserId::new();
+    let a = default_device(&remote, user).await;
+    let b = default_device(&remote, user).await;
+    let venue = Venue::new("Big");
+    a.local().venues().create(&venue).await.unwrap();
+    let fixtures = many_fixtures(&venue, 1_500);
+    a.local().fixtures().create_many(&fixtures).await.unwrap();
+    a.sync_now().await.unwrap();
+    // b's own rows, synced before it goes offline.
+    let own = Venue::new("b's own");
+    b.local().venues().create(&own).await.unwrap();
+    b.local()
+        .fixtures()
+        .create_many(&many_fixtures(&own, 20))
+        .await
+        .unwrap();
+    settle(&[&a, &b]).await;
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 1_520);
+    // b is offline: a deletes three fixtures, the tombstones are purged.
+    for f in &fixtures[..3] {
+        a.local().fixtures().delete(f.id).await.unwrap();
+    }
+    a.sync_now().await.unwrap();
+    remote.purge_tombstones();
+    b.sync_now().await.unwrap();
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 1_517);
+    assert!(b
+        .local()
+        .fixtures()
+        .find(fixtures[0].id)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(b.status().borrow().last_error, None);
+    assert_same_as_remote(&b).await;
+    // Later cycles keep it so (the stored cursor is accepted, no resync loop).
+    let r = b.sync_now().await.unwrap();
+    assert_eq!(r.pull.rows, 0, "{r:?}");
+    assert_same_as_remote(&b).await;
+}
+
+/// A brand-new device after a purge gets every live row (its pull from null is not cut at
+/// its first page).
+#[tokio::test]
+async fn a_new_device_after_a_purge_gets_every_live_row() {
+    let remote = luma_sync::MemoryRemote::new();
+    let user = UserId::new();
+    let a = default_device(&remote, user).await;
+    let venue = Venue::new("Big");
+    a.local().venues().create(&venue).await.unwrap();
+    let fixtures = many_fixtures(&venue, 1_500);
+    a.local().fixtures().create_many(&fixtures).await.unwrap();
+    a.sync_now().await.unwrap();
+    a.local().fixtures().delete(fixtures[0].id).await.unwrap();
+    a.sync_now().await.unwrap();
+    remote.purge_tombstones();
+    let c = default_device(&remote, user).await;
+    c.sync_now().await.unwrap();
+    assert_eq!(c.local().fixtures().count().await.unwrap(), 1_499);
+    assert_same_as_remote(&c).await;
+}
+
+/// A join that backfills a venue after a purge gets every row of it (pages of 100).
+#[tokio::test]
+async fn a_join_backfill_after_a_purge_gets_every_row() {
+    let remote = luma_sync::MemoryRemote::new();
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let a = device(&remote, alice).await;
+    let b = device(&remote, bob).await;
+    let own = Venue::new("Bob's bar");
+    b.local().venues().create(&own).await.unwrap();
+    b.sync_now().await.unwrap();
+    let venue = Venue::new("Shared");
+    a.local().venues().create(&venue).await.unwrap();
+    let fixtures = many_fixtures(&venue, 501);
+    a.local().fixtures().create_many(&fixtures).await.unwrap();
+    a.sync_now().await.unwrap();
+    a.local().fixtures().delete(fixtures[500].id).await.unwrap();
+    a.sync_now().await.unwrap();
+    remote.purge_tombstones();
+    b.sync_now().await.unwrap();
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 0);
+    remote.add_member(venue.id, bob);
+    b.sync_now().await.unwrap();
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 500);
+    assert!(b.local().venues().find(own.id).await.unwrap().is_some());
+    assert_eq!(b.status().borrow().last_error, None);
+}

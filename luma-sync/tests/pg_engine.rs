@@ -579,3 +579,133 @@ async fn hostile_rows_stored_on_the_server_are_parked_and_the_puller_keeps_synci
     assert_eq!(listed.len(), 3);
     h.drop().await;
 }
+
+/// A device with the default configuration (pages of 1,000 rows).
+async fn default_device(h: &PgHarness, remote: &Scripted, user: UserId) -> Engine {
+    let store = Store::open_in_memory().await.unwrap();
+    store.set_current_user(Some(user)).await.unwrap();
+    SyncEngine::new(
+        store,
+        remote.clone(),
+        Arc::new(StaticToken(Arc::new(h.remote.sign_in(user)))),
+        luma_sync::SyncConfig::default(),
+    )
+}
+
+/// `n` fixtures of `venue`, each at its own address.
+fn many_fixtures(venue: &Venue, n: i64) -> Vec<Fixture> {
+    (0..n)
+        .map(|i| Fixture::new(venue.id, 1 + i / 500, 1 + i % 500, 1))
+        .collect()
+}
+
+/// Purges every tombstone (a zero horizon, once they are older than the clock).
+async fn purge(h: &PgHarness) {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    h.admin.purge_tombstones(Duration::ZERO).await.unwrap();
+}
+
+/// Issue 13 item 3 on PostgreSQL: a device offline past a purge, default pages, 1,500
+/// fixtures: the resync is served to its end (every live row, none of its own synced rows
+/// deleted), and the next cycle does not resync again.
+#[tokio::test]
+async fn a_resync_after_a_purge_with_more_than_one_page_keeps_every_live_row() {
+    let h = PgHarness::new().await;
+    let remote = Scripted::new(h.remote.clone());
+    let user = UserId::new();
+    let a = default_device(&h, &remote, user).await;
+    let b = default_device(&h, &remote, user).await;
+    let venue = Venue::new("Big");
+    a.local().venues().create(&venue).await.unwrap();
+    let fixtures = many_fixtures(&venue, 1_500);
+    a.local().fixtures().create_many(&fixtures).await.unwrap();
+    a.sync_now().await.unwrap();
+    let own = Venue::new("b's own");
+    b.local().venues().create(&own).await.unwrap();
+    b.local()
+        .fixtures()
+        .create_many(&many_fixtures(&own, 20))
+        .await
+        .unwrap();
+    settle(&h, &[&a, &b]).await;
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 1_520);
+    for f in &fixtures[..3] {
+        a.local().fixtures().delete(f.id).await.unwrap();
+    }
+    a.sync_now().await.unwrap();
+    purge(&h).await;
+    wait(&h).await;
+    b.sync_now().await.unwrap();
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 1_517);
+    assert!(b
+        .local()
+        .fixtures()
+        .find(fixtures[0].id)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(b.status().borrow().last_error, None);
+    assert_same_as_server(&h, &b, user).await;
+    wait(&h).await;
+    let r = b.pull().await.unwrap();
+    assert_eq!(r.rows, 0, "the stored cursor is accepted: {r:?}");
+    assert_same_as_server(&h, &b, user).await;
+    h.drop().await;
+}
+
+/// A brand-new device after a purge gets every live row.
+#[tokio::test]
+async fn a_new_device_after_a_purge_gets_every_live_row() {
+    let h = PgHarness::new().await;
+    let remote = Scripted::new(h.remote.clone());
+    let user = UserId::new();
+    let a = default_device(&h, &remote, user).await;
+    let venue = Venue::new("Big");
+    a.local().venues().create(&venue).await.unwrap();
+    let fixtures = many_fixtures(&venue, 1_500);
+    a.local().fixtures().create_many(&fixtures).await.unwrap();
+    a.sync_now().await.unwrap();
+    a.local().fixtures().delete(fixtures[0].id).await.unwrap();
+    a.sync_now().await.unwrap();
+    purge(&h).await;
+    let c = default_device(&h, &remote, user).await;
+    wait(&h).await;
+    c.sync_now().await.unwrap();
+    assert_eq!(c.local().fixtures().count().await.unwrap(), 1_499);
+    assert_same_as_server(&h, &c, user).await;
+    h.drop().await;
+}
+
+/// A join that backfills a venue after a purge gets every row of it (pages of 100).
+#[tokio::test]
+async fn a_join_backfill_after_a_purge_gets_every_row() {
+    let h = PgHarness::new().await;
+    let remote = Scripted::new(h.remote.clone());
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let a = device(&h, &remote, alice).await;
+    let b = device(&h, &remote, bob).await;
+    let own = Venue::new("Bob's bar");
+    b.local().venues().create(&own).await.unwrap();
+    wait(&h).await;
+    b.sync_now().await.unwrap();
+    let mut venue = Venue::new("Shared");
+    venue.share_code = Some("PURGED01".into());
+    a.local().venues().create(&venue).await.unwrap();
+    let fixtures = many_fixtures(&venue, 501);
+    a.local().fixtures().create_many(&fixtures).await.unwrap();
+    a.sync_now().await.unwrap();
+    a.local().fixtures().delete(fixtures[500].id).await.unwrap();
+    a.sync_now().await.unwrap();
+    purge(&h).await;
+    wait(&h).await;
+    b.sync_now().await.unwrap();
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 0);
+    let tb = h.remote.sign_in(bob);
+    h.remote.join_venue(&tb, "PURGED01").await.unwrap();
+    wait(&h).await;
+    b.sync_now().await.unwrap();
+    assert_eq!(b.local().fixtures().count().await.unwrap(), 500);
+    assert!(b.local().venues().find(own.id).await.unwrap().is_some());
+    assert_eq!(b.status().borrow().last_error, None);
+    h.drop().await;
+}
