@@ -719,3 +719,129 @@ async fn a_join_backfill_after_a_purge_gets_every_row() {
     assert!(b.local().venues().find(own.id).await.unwrap().is_some());
     assert_eq!(b.status().borrow().last_error, None);
 }
+
+/// A MemoryRemote on which, right after it serves the first page of a `fixtures` pass from
+/// null, another device deletes a fixture and the server purges tombstones: a purge during
+/// the pass, so its next page answers `resync_required`.
+struct PurgeMidPass {
+    inner: luma_sync::MemoryRemote,
+    deleter: AccessToken,
+    victims: std::sync::Mutex<Vec<luma_model::FixtureId>>,
+}
+
+#[async_trait::async_trait]
+impl luma_sync::Remote for PurgeMidPass {
+    async fn push(
+        &self,
+        token: &AccessToken,
+        changes: &[luma_sync::Change],
+    ) -> luma_sync::Result<Vec<luma_sync::ChangeOutcome>> {
+        self.inner.push(token, changes).await
+    }
+    async fn pull(
+        &self,
+        token: &AccessToken,
+        request: &luma_sync::PullRequest,
+    ) -> luma_sync::Result<luma_sync::PullPage> {
+        let page = self.inner.pull(token, request).await?;
+        let victim = (request.table == "fixtures" && request.cursor.is_none() && page.has_more)
+            .then(|| self.victims.lock().unwrap().pop())
+            .flatten();
+        if let Some(id) = victim {
+            let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap();
+            let change = luma_sync::Change {
+                table: "fixtures".into(),
+                key: RecordKey::from(id),
+                hlc: luma_model::Hlc::new(now, 0, luma_model::SiteId::random()),
+                op: OpKind::Delete,
+                row: None,
+            };
+            self.inner.push(&self.deleter, &[change]).await?;
+            self.inner.purge_tombstones();
+        }
+        Ok(page)
+    }
+    async fn watermark(&self, token: &AccessToken) -> luma_sync::Result<luma_sync::Watermark> {
+        self.inner.watermark(token).await
+    }
+    async fn memberships(
+        &self,
+        token: &AccessToken,
+    ) -> luma_sync::Result<Vec<luma_sync::Membership>> {
+        self.inner.memberships(token).await
+    }
+}
+
+/// A purge during a resync pass restarts the pass from null (a refused page is never read as
+/// the last one); when purges keep coming, the pass gives up after a bounded number of
+/// restarts with an error in the status and removes nothing; the next cycle completes it.
+#[tokio::test]
+async fn a_purge_during_a_resync_restarts_the_pass_and_too_many_fail_the_table_without_a_cut() {
+    let remote = luma_sync::MemoryRemote::new();
+    let user = UserId::new();
+    let a = default_device(&remote, user).await;
+    let venue = Venue::new("Big");
+    a.local().venues().create(&venue).await.unwrap();
+    let fixtures = many_fixtures(&venue, 1_500);
+    a.local().fixtures().create_many(&fixtures).await.unwrap();
+    a.sync_now().await.unwrap();
+    a.local().fixtures().delete(fixtures[0].id).await.unwrap();
+    a.sync_now().await.unwrap();
+    remote.purge_tombstones();
+    let token = Arc::new(remote.issue_token(user));
+    let wrapped = Arc::new(PurgeMidPass {
+        inner: remote.clone(),
+        deleter: remote.issue_token(user),
+        victims: std::sync::Mutex::new(vec![fixtures[1].id]),
+    });
+    let device = |store: Store| {
+        SyncEngine::new(
+            store,
+            wrapped.clone(),
+            Arc::new(luma_sync::StaticToken(token.clone())),
+            luma_sync::SyncConfig::default(),
+        )
+    };
+    // One purge during the pass: restarted, complete.
+    let store = Store::open_in_memory().await.unwrap();
+    store.set_current_user(Some(user)).await.unwrap();
+    let c = device(store.clone());
+    c.sync_now().await.unwrap();
+    assert_eq!(c.local().fixtures().count().await.unwrap(), 1_498);
+    assert!(c
+        .local()
+        .fixtures()
+        .find(fixtures[1].id)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(c.status().borrow().last_error, None);
+
+    // c goes offline past a purge, then every pass is purged under it.
+    a.local().fixtures().delete(fixtures[2].id).await.unwrap();
+    a.sync_now().await.unwrap();
+    remote.purge_tombstones();
+    *wrapped.victims.lock().unwrap() = fixtures[3..7].iter().map(|f| f.id).collect();
+    let r = c.sync_now().await.unwrap();
+    assert_eq!(r.pull.failed_tables.len(), 1, "{r:?}");
+    assert_eq!(r.pull.failed_tables[0].0, "fixtures");
+    assert!(c
+        .status()
+        .borrow()
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("fixtures")));
+    // Nothing was cut: the rows the server deleted are still there, the others too.
+    assert_eq!(c.local().fixtures().count().await.unwrap(), 1_498);
+    // The next cycle runs the whole pass again (the stored cursor was not advanced).
+    let r = c.sync_now().await.unwrap();
+    assert!(r.pull.failed_tables.is_empty(), "{r:?}");
+    assert_eq!(c.local().fixtures().count().await.unwrap(), 1_493);
+    assert_eq!(c.status().borrow().last_error, None);
+    let live: Vec<RecordKey> = remote
+        .snapshot("fixtures")
+        .into_iter()
+        .filter_map(|(k, (_, row))| row.map(|_| k))
+        .collect();
+    assert_eq!(live.len(), 1_493);
+}
