@@ -59,11 +59,11 @@ async fn device(remote: &MemoryRemote, user: UserId) -> SyncEngine<Store, Memory
         .await
         .expect("register the plugin table");
     store.set_current_user(Some(user)).await.expect("sign in");
-    let token = Arc::new(remote.issue_token(user));
+    let token = remote.issue_token(user);
     SyncEngine::new(
         store,
         remote.clone(),
-        Arc::new(StaticToken(token)),
+        Arc::new(StaticToken::new(token)),
         SyncConfig::default(),
     )
 }

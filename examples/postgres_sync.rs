@@ -23,11 +23,11 @@ use sqlx::{ConnectOptions, Connection};
 async fn device(remote: &PostgresRemote, user: UserId) -> SyncEngine<Store, PostgresRemote> {
     let store = Store::open_in_memory().await.expect("open store");
     store.set_current_user(Some(user)).await.expect("sign in");
-    let token = Arc::new(remote.sign_in(user));
+    let token = remote.sign_in(user);
     SyncEngine::new(
         store,
         remote.clone(),
-        Arc::new(StaticToken(token)),
+        Arc::new(StaticToken::new(token)),
         SyncConfig::default(),
     )
 }

@@ -12,11 +12,11 @@ use luma::sync::{MemoryRemote, StaticToken, SyncConfig, SyncEngine};
 async fn device(remote: &MemoryRemote, user: UserId) -> SyncEngine<Store, MemoryRemote> {
     let store = Store::open_in_memory().await.expect("open store");
     store.set_current_user(Some(user)).await.expect("sign in");
-    let token = Arc::new(remote.issue_token(user));
+    let token = remote.issue_token(user);
     SyncEngine::new(
         store,
         remote.clone(),
-        Arc::new(StaticToken(token)),
+        Arc::new(StaticToken::new(token)),
         SyncConfig::default(),
     )
 }

@@ -147,11 +147,16 @@ async fn a_failing_page_leaves_rows_and_cursor_untouched() {
     let store = Store::open_in_memory().await.unwrap();
     let user = UserId::new();
     let a = Venue::new("A");
-    let mut bad = pulled(&Venue::new("B"), stamp(2));
-    bad.row
-        .as_mut()
-        .unwrap()
-        .insert("name".into(), "   ".into()); // violates a CHECK
+    // A row the client's rules accept but the database refuses (an injected failure: since
+    // issue 12 a row breaking the client's rules is parked, not a page failure).
+    sqlx::query(
+        "CREATE TRIGGER fail_b BEFORE INSERT ON venues WHEN NEW.name = 'B' \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .execute(store.writer_pool())
+    .await
+    .unwrap();
+    let bad = pulled(&Venue::new("B"), stamp(2));
     let err = store
         .apply_pulled_page(user, "venues", &[pulled(&a, stamp(1)), bad], Some("x"))
         .await;
@@ -707,4 +712,30 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+#[tokio::test]
+async fn a_pulled_row_breaking_the_clients_rules_is_parked_and_the_page_applies() {
+    let store = Store::open_in_memory().await.unwrap();
+    let user = UserId::new();
+    let a = Venue::new("A");
+    let mut bad = pulled(&Venue::new("B"), stamp(2));
+    bad.row
+        .as_mut()
+        .unwrap()
+        .insert("name".into(), "   ".into()); // an empty name: Venue::validate refuses it
+    let report = store
+        .apply_pulled_page(user, "venues", &[pulled(&a, stamp(1)), bad], Some("x"))
+        .await
+        .unwrap();
+    assert_eq!((report.upserted, report.parked), (1, 1));
+    assert_eq!(store.venues().count().await.unwrap(), 1);
+    assert_eq!(
+        store.sync_cursor(user, "venues").await.unwrap().as_deref(),
+        Some("x")
+    );
+    let parked = store.parked_rows().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].reason, luma_store::ParkReason::Invalid);
+    assert!(parked[0].message.contains("name"), "{}", parked[0].message);
 }

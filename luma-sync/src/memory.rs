@@ -55,7 +55,21 @@ pub enum Fault {
     RejectRow,
 }
 
-/// Random faults drawn from a seed, per call. Probabilities are in 0..=1.
+/// Random faults drawn from a seed, per call. Probabilities are in 0..=1; the default is no
+/// faults.
+///
+/// Which knobs converge without any manual action: `fail_request`, `lose_response`, `delay`,
+/// `unauthorized` and `server_error` are transport faults the engine retries by itself (after a
+/// lost response the resend is idempotent), so a property that ends with a few fault-free
+/// `sync_now()` rounds converges with them on. `reject_row` answers a change `rejected` (as a
+/// server refusing it would): the op stays in `pending_errors()` until the app calls
+/// `retry`/`retry_all` or `discard`, so a property using it must take that step itself.
+///
+/// ```
+/// use luma_sync::FaultConfig;
+/// let faults = FaultConfig { seed: 7, fail_request: 0.1, lose_response: 0.1, ..FaultConfig::default() };
+/// assert_eq!(faults.reject_row, 0.0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FaultConfig {
     /// Seed of the fault generator.
@@ -76,6 +90,12 @@ pub struct FaultConfig {
     pub reject_row: f64,
 }
 
+impl Default for FaultConfig {
+    fn default() -> Self {
+        Self::none()
+    }
+}
+
 impl FaultConfig {
     /// No faults.
     pub fn none() -> Self {
@@ -91,7 +111,8 @@ impl FaultConfig {
         }
     }
 
-    /// Every fault with probability `p` (delays up to 2 ms), from `seed`.
+    /// Every fault with probability `p` (delays up to 2 ms), from `seed`, row rejections
+    /// included: see the type's docs for what that means for convergence.
     pub fn all(seed: u64, p: f64) -> Self {
         Self {
             seed,

@@ -104,6 +104,14 @@ impl PostgresRemote {
         }
     }
 
+    /// A remote over a new pool connected to `url` (`postgres://user@host:port/db`), so an app
+    /// needs no sqlx of its own. Connection errors are classified as for every call
+    /// ([`map_sqlx_error`]: a refused connection is transient).
+    pub async fn connect(url: &str) -> crate::Result<Self> {
+        let pool = PgPool::connect(url).await.map_err(map_sqlx_error)?;
+        Ok(Self::new(pool))
+    }
+
     /// The pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -316,6 +324,11 @@ impl PostgresAdmin {
     /// An admin handle over `pool` (a role that may apply migrations).
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
+    }
+
+    /// An admin handle over a new pool connected to `url`.
+    pub async fn connect(url: &str) -> Result<Self, AdminError> {
+        Ok(Self::new(PgPool::connect(url).await?))
     }
 
     /// The pool.

@@ -290,8 +290,40 @@ pub trait Remote: Send + Sync + 'static {
     }
 }
 
+// A shared or boxed remote (also `Arc<dyn Remote>` / `Box<dyn Remote>`) is a remote: every
+// method forwards, the optional ones included, so a wrapper never loses a capability.
 #[async_trait]
-impl<R: Remote> Remote for std::sync::Arc<R> {
+impl<R: Remote + ?Sized> Remote for std::sync::Arc<R> {
+    async fn push(&self, token: &AccessToken, changes: &[Change]) -> Result<Vec<ChangeOutcome>> {
+        (**self).push(token, changes).await
+    }
+    async fn pull(&self, token: &AccessToken, request: &PullRequest) -> Result<PullPage> {
+        (**self).pull(token, request).await
+    }
+    async fn watermark(&self, token: &AccessToken) -> Result<Watermark> {
+        (**self).watermark(token).await
+    }
+    async fn search_patterns(
+        &self,
+        token: &AccessToken,
+        request: &SearchRequest,
+    ) -> Result<SearchPage> {
+        (**self).search_patterns(token, request).await
+    }
+    async fn fetch_pattern(
+        &self,
+        token: &AccessToken,
+        pattern: PatternId,
+    ) -> Result<Option<PatternBundle>> {
+        (**self).fetch_pattern(token, pattern).await
+    }
+    async fn memberships(&self, token: &AccessToken) -> Result<Vec<Membership>> {
+        (**self).memberships(token).await
+    }
+}
+
+#[async_trait]
+impl<R: Remote + ?Sized> Remote for Box<R> {
     async fn push(&self, token: &AccessToken, changes: &[Change]) -> Result<Vec<ChangeOutcome>> {
         (**self).push(token, changes).await
     }

@@ -72,6 +72,14 @@ pub trait TokenProvider: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct StaticToken(pub Arc<AccessToken>);
 
+impl StaticToken {
+    /// A provider of `token`, ready to hand to [`SyncEngine::new`](crate::SyncEngine::new)
+    /// (which takes an `Arc<dyn TokenProvider>`): `Arc::new(StaticToken::new(token))`.
+    pub fn new(token: AccessToken) -> Self {
+        Self(Arc::new(token))
+    }
+}
+
 #[async_trait]
 impl TokenProvider for StaticToken {
     async fn token(&self) -> Result<Arc<AccessToken>> {

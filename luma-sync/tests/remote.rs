@@ -245,3 +245,32 @@ fn backoff_grows_exponentially_with_jitter_and_a_cap() {
         }
     }
 }
+
+/// `Arc<dyn Remote>` and `Box<dyn Remote>` are remotes, and every method forwards (the
+/// optional ones too: a wrapper that dropped `memberships` would silently turn off join/leave
+/// handling).
+#[tokio::test]
+async fn shared_and_boxed_remotes_forward_every_method() {
+    use std::sync::Arc;
+    fn is_remote<R: Remote>(_: &R) {}
+    let inner = luma_sync::MemoryRemote::new();
+    let user = luma_model::UserId::new();
+    let token = inner.issue_token(user);
+    let shared: Arc<dyn Remote> = Arc::new(inner.clone());
+    let boxed: Box<dyn Remote> = Box::new(inner.clone());
+    is_remote(&shared);
+    is_remote(&boxed);
+    assert_eq!(shared.memberships(&token).await.unwrap(), vec![]);
+    assert_eq!(boxed.memberships(&token).await.unwrap(), vec![]);
+    assert!(shared.watermark(&token).await.is_ok());
+    // And an engine runs over one, with the token helper.
+    let store = luma_store::Store::open_in_memory().await.unwrap();
+    store.set_current_user(Some(user)).await.unwrap();
+    let engine = luma_sync::SyncEngine::new(
+        store,
+        shared,
+        Arc::new(luma_sync::StaticToken::new(token)),
+        luma_sync::SyncConfig::default(),
+    );
+    engine.sync_now().await.unwrap();
+}
