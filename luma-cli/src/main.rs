@@ -10,6 +10,7 @@
 //!
 //! `luma --help` and `luma <command> --help` describe every option.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -131,6 +132,19 @@ struct DbArgs {
     json: bool,
 }
 
+/// Writes a line to standard output. A closed pipe (`luma db ops | head`) ends the command
+/// quietly, where `println!` would panic; any other write error is the command's error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        if let Err(source) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if source.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(CliError::Output { source });
+        }
+    }};
+}
+
 /// Why a command failed.
 #[derive(Debug, Error)]
 enum CliError {
@@ -161,6 +175,11 @@ enum CliError {
     },
     #[error("no pending op {op}")]
     NoSuchOp { op: i64 },
+    #[error("writing the output")]
+    Output {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("starting the async runtime")]
     Runtime {
         #[source]
@@ -206,7 +225,8 @@ fn main() -> ExitCode {
                 text.push_str(&format!(": {s}"));
                 source = s.source();
             }
-            eprintln!("{text}");
+            // Nothing more to do if standard error is gone.
+            let _ = writeln!(std::io::stderr(), "{text}");
             ExitCode::FAILURE
         }
     }
@@ -222,7 +242,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Cloud(CloudCommand::Migrate { db }) => {
             let pool = sqlx::PgPool::connect(&db.database_url).await?;
             cloud::migrate(&pool).await?;
-            println!(
+            say!(
                 "cloud schema up to date ({} migrations)",
                 cloud::MIGRATOR.iter().count()
             );
@@ -233,9 +253,9 @@ async fn run(command: Command) -> Result<(), CliError> {
             let pool = sqlx::PgPool::connect(&db.database_url).await?;
             let report = cloud::migrate_plugin(&pool, &plugin, &dir).await?;
             for v in &report.applied {
-                println!("applied {plugin} {v}");
+                say!("applied {plugin} {v}");
             }
-            println!(
+            say!(
                 "{plugin}: {} applied, {} already applied",
                 report.applied.len(),
                 report.already_applied.len()
@@ -280,9 +300,9 @@ fn export(dir: &Path, first_version: u64, force: bool) -> Result<(), CliError> {
         if state != "unchanged" {
             std::fs::write(&path, &f.sql).map_err(|e| file_err(&path, "writing", e))?;
         }
-        println!("{state} {}", path.display());
+        say!("{state} {}", path.display());
     }
-    println!(
+    say!(
         "{} files; apply them with `supabase db push`, then `NOTIFY pgrst, 'reload schema';`",
         files.len()
     );
@@ -348,7 +368,7 @@ async fn db(cmd: DbCommand) -> Result<(), CliError> {
             let rejected = store.outbox().rejected_count().await?;
             let user = store.current_user().await?.map(|u| u.to_string());
             if args.json {
-                println!(
+                say!(
                     "{}",
                     json!({
                         "site_id": store.site_id().to_string(),
@@ -358,10 +378,10 @@ async fn db(cmd: DbCommand) -> Result<(), CliError> {
                     })
                 );
             } else {
-                println!("site id\t{}", store.site_id());
-                println!("user\t{}", user.as_deref().unwrap_or("(signed out)"));
-                println!("pending\t{pending}");
-                println!("rejected\t{rejected}");
+                say!("site id\t{}", store.site_id());
+                say!("user\t{}", user.as_deref().unwrap_or("(signed out)"));
+                say!("pending\t{pending}");
+                say!("rejected\t{rejected}");
             }
             store.close().await;
         }
@@ -373,15 +393,15 @@ async fn db(cmd: DbCommand) -> Result<(), CliError> {
                 store.outbox().all().await?
             };
             if db.json {
-                println!(
+                say!(
                     "{}",
                     serde_json::Value::Array(ops.iter().map(op_json).collect())
                 );
             } else {
                 for op in &ops {
-                    println!("{}", op_line(op));
+                    say!("{}", op_line(op));
                 }
-                println!("{} ops", ops.len());
+                say!("{} ops", ops.len());
             }
             store.close().await;
         }
@@ -393,12 +413,12 @@ async fn db(cmd: DbCommand) -> Result<(), CliError> {
                     .iter()
                     .map(|c| json!({"user": c.user_id, "table": c.table, "cursor": c.cursor}))
                     .collect();
-                println!("{}", serde_json::Value::Array(list));
+                say!("{}", serde_json::Value::Array(list));
             } else {
                 for c in &cursors {
-                    println!("{}\t{}\t{}", c.user_id, c.table, c.cursor);
+                    say!("{}\t{}\t{}", c.user_id, c.table, c.cursor);
                 }
-                println!("{} cursors", cursors.len());
+                say!("{} cursors", cursors.len());
             }
             store.close().await;
         }
@@ -406,14 +426,14 @@ async fn db(cmd: DbCommand) -> Result<(), CliError> {
             let store = open(&db.path).await?;
             if all {
                 let n = store.outbox().retry_all().await?;
-                println!("{n} ops will be sent at the next sync");
+                say!("{n} ops will be sent at the next sync");
             } else {
                 for op in ops {
                     if !store.outbox().retry(OpId(op)).await? {
                         store.close().await;
                         return Err(CliError::NoSuchOp { op });
                     }
-                    println!("op {op} will be sent at the next sync");
+                    say!("op {op} will be sent at the next sync");
                 }
             }
             store.close().await;
@@ -425,7 +445,7 @@ async fn db(cmd: DbCommand) -> Result<(), CliError> {
                 store.close().await;
                 return Err(CliError::NoSuchOp { op });
             };
-            println!(
+            say!(
                 "discarded op {} ({} {} {}); the next pull restores {}",
                 removed.id.0,
                 removed.kind.as_str(),
